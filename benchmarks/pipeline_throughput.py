@@ -1,0 +1,89 @@
+"""Measures images/s of ``keras_mae.data.pretrain_dataset``.
+
+Two settings: CIFAR-10 images at 32 px (from an .npz file) and 256x256 random
+uint8 images cropped and resized to 224 px. Each setting runs a warm-up, then
+times a fixed number of batches (repeat=True, so the pass never ends early).
+
+Usage (from the repository root):
+
+    python benchmarks/pipeline_throughput.py --batches 300 --output bench.json
+
+Example output (2-core CPU):
+
+    setting        image_size  batch_size  batches  images/s
+    cifar10-32px           32         256      300     ...
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_mae.data import pretrain_dataset
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(REPO_ROOT, "..", "shared", "data", "cifar10_train_0.npz")
+
+
+def measure(dataset, batches, warmup):
+    """Returns (images/s, seconds) over ``batches`` batches after ``warmup``."""
+    iterator = iter(dataset)
+    for _ in range(warmup):
+        next(iterator)
+    images = 0
+    start = time.perf_counter()
+    for _ in range(batches):
+        images += int(next(iterator).shape[0])
+    seconds = time.perf_counter() - start
+    return images / seconds, seconds
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=DEFAULT_DATA,
+                        help="CIFAR-10 .npz file (x uint8 (N, 32, 32, 3))")
+    parser.add_argument("--batches", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--batch-size-32", type=int, default=256)
+    parser.add_argument("--batch-size-224", type=int, default=64)
+    parser.add_argument("--num-224-images", type=int, default=512,
+                        help="distinct random 256x256 images for the 224 px run")
+    parser.add_argument("--output", default="pipeline_throughput.json")
+    args = parser.parse_args()
+
+    if not os.path.isfile(args.data):
+        raise SystemExit(f"--data file not found: {args.data!r}")
+    rng = np.random.default_rng(0)
+    large = rng.integers(0, 256, (args.num_224_images, 256, 256, 3), dtype=np.uint8)
+    settings = [
+        ("cifar10-32px", args.data, 32, args.batch_size_32),
+        ("random256-224px", large, 224, args.batch_size_224),
+    ]
+    results = []
+    for name, source, size, batch_size in settings:
+        ds = pretrain_dataset(source, image_size=size, batch_size=batch_size,
+                              seed=0, repeat=True)
+        rate, seconds = measure(ds, args.batches, args.warmup)
+        results.append(dict(setting=name, image_size=size, batch_size=batch_size,
+                            batches=args.batches, seconds=round(seconds, 2),
+                            images_per_second=round(rate, 1)))
+
+    header = f"{'setting':<17}{'image_size':>11}{'batch_size':>11}{'batches':>9}" \
+             f"{'images/s':>11}"
+    print(header)
+    for r in results:
+        print(f"{r['setting']:<17}{r['image_size']:>11}{r['batch_size']:>11}"
+              f"{r['batches']:>9}{r['images_per_second']:>11.0f}")
+    report = dict(results=results, cpu_count=os.cpu_count(),
+                  tensorflow=tf.__version__, python=platform.python_version())
+    with open(args.output, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""Data loading and augmentation for MAE pretraining and evaluation.
+
+``load_source`` turns a name, path, array or dataset into a :class:`Source`;
+``pretrain_dataset`` and ``labeled_dataset`` build batched, augmented
+``tf.data`` pipelines from it; ``augment`` holds the per-image transforms.
+"""
+
+from keras_mae.data.augment import (IMAGENET_MEAN, IMAGENET_STD, center_crop_resize,
+                                    normalize, random_flip_left_right,
+                                    random_resized_crop, sample_crop_box)
+from keras_mae.data.pipeline import labeled_dataset, pretrain_dataset
+from keras_mae.data.sources import Source, from_arrays, load_source
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "Source",
+    "center_crop_resize",
+    "from_arrays",
+    "labeled_dataset",
+    "load_source",
+    "normalize",
+    "pretrain_dataset",
+    "random_flip_left_right",
+    "random_resized_crop",
+    "sample_crop_box",
+]

@@ -1,0 +1,216 @@
+"""Batched, augmented tf.data input pipelines for pretraining and evaluation.
+
+Both pipelines are plain ``tf.data`` and work whatever the Keras backend is:
+iterate them and feed numpy batches (``batch.numpy()`` / ``as_numpy_iterator``)
+or the tensors directly to a TensorFlow-backend model.
+
+Determinism: the shuffle order and every per-example augmentation are derived
+from ``seed``; two pipelines built with the same arguments yield identical
+batches, and iterating the same pipeline again (a new epoch) reshuffles and
+draws new crops, reproducibly.
+"""
+
+import tensorflow as tf
+
+from keras_mae.data import augment as _augment
+from keras_mae.data.sources import Source, load_source
+
+
+def _check_positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels):
+    _check_positive_int("image_size", image_size)
+    _check_positive_int("batch_size", batch_size)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise ValueError(f"seed must be an int, got {seed!r}")
+    if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) \
+            or shuffle_buffer < 0:
+        raise ValueError(f"shuffle_buffer must be an int >= 0, got {shuffle_buffer!r}")
+    if num_channels not in (1, 3):
+        raise ValueError(f"num_channels must be 1 or 3, got {num_channels!r}")
+
+
+def _channel_converter(source, num_channels):
+    """Returns a function converting uint8 images to num_channels channels."""
+    channels = source.dataset.element_spec["images"].shape[-1]
+    if channels == num_channels:
+        return lambda image: image
+    if channels == 1 and num_channels == 3:
+        return tf.image.grayscale_to_rgb
+    if channels == 3 and num_channels == 1:
+        return tf.image.rgb_to_grayscale
+    if channels == 4:
+        # RGBA: drop alpha.
+        return lambda image: _channel_converter_rgb(image[..., :3], num_channels)
+    raise ValueError(f"cannot convert images of source {source.name!r} with "
+                     f"{channels} channels to num_channels={num_channels}")
+
+
+def _channel_converter_rgb(image, num_channels):
+    return image if num_channels == 3 else tf.image.rgb_to_grayscale(image)
+
+
+def _prepare(source, batch_size, drop_remainder, repeat):
+    """Loads the source and checks it can fill at least one batch."""
+    source = load_source(source) if not isinstance(source, Source) else source
+    if (drop_remainder and not repeat and source.num_examples is not None
+            and source.num_examples < batch_size):
+        raise ValueError(f"batch_size={batch_size} exceeds the {source.num_examples} "
+                         f"examples of {source.name!r}: with drop_remainder=True "
+                         "the dataset would be empty")
+    return source
+
+
+def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
+           transform):
+    """Shared shuffle -> repeat -> per-example seed -> map -> batch chain.
+
+    ``transform(element, example_seed)`` receives the decoded dict element
+    and a (2,) int64 seed unique to this example and epoch. It is traced when
+    ``map`` is called, so argument errors it raises surface immediately.
+    """
+    lazy = source.records is not None and source.decode is not None
+    ds = source.records if lazy else source.dataset
+    decode = source.decode if lazy else (lambda element: element)
+    if shuffle_buffer > 1:
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    ds = tf.data.Dataset.zip(ds, randoms)
+
+    def apply(element, random):
+        example_seed = tf.stack([random, tf.constant(seed, tf.int64)])
+        return transform(decode(element), example_seed)
+
+    ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=10000,
+                     drop_remainder=True, repeat=False, augment=True, num_channels=3,
+                     crop_scale=(0.2, 1.0), mean=_augment.IMAGENET_MEAN,
+                     std=_augment.IMAGENET_STD):
+    """Image-only batches for MAE pretraining.
+
+    Each image is (with ``augment=True``) randomly resized-cropped to
+    (image_size, image_size) with area fraction in ``crop_scale`` (bicubic),
+    randomly flipped, then normalised with ``mean``/``std``. With
+    ``augment=False`` the shorter side is resized to ``image_size`` and the
+    centre kept. Labels are dropped.
+
+    Args:
+        source: a :class:`Source` or anything :func:`load_source` accepts.
+        image_size: output side S, positive int.
+        batch_size: batch size B, positive int.
+        seed: int driving the shuffle order and the augmentations.
+        shuffle_buffer: shuffle buffer size; 0 or 1 disables shuffling.
+        drop_remainder: drop a last partial batch.
+        repeat: repeat forever (each pass reshuffled, new crops).
+        augment: random crop + flip (True) or centre resize (False).
+        num_channels: channels C of the output, 1 or 3 (grayscale sources are
+            repeated to RGB, RGB converted to luminance, alpha dropped).
+        crop_scale: (min, max) area fraction of the random crop.
+        mean: per-channel normalisation mean on the 0-1 scale.
+        std: per-channel normalisation std on the 0-1 scale.
+
+    Returns:
+        ``tf.data.Dataset`` of float32 tensors (B, S, S, C).
+
+    Raises:
+        ValueError: for an invalid argument or source.
+
+    Example:
+        >>> ds = pretrain_dataset("digits", image_size=16, batch_size=8)
+        >>> next(iter(ds)).shape
+        TensorShape([8, 16, 16, 3])
+    """
+    _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    source = _prepare(source, batch_size, drop_remainder, repeat)
+    to_channels = _channel_converter(source, num_channels)
+
+    def transform(element, example_seed):
+        image = to_channels(element["images"])
+        if augment:
+            crop_seed, flip_seed = tf.unstack(
+                tf.random.experimental.stateless_split(example_seed, 2))
+            image = _augment.random_resized_crop(image, image_size, crop_seed,
+                                                 scale=crop_scale)
+            image = _augment.random_flip_left_right(image, flip_seed)
+        else:
+            image = _augment.center_crop_resize(image, image_size, crop_pct=1.0)
+        return _augment.normalize(image, mean, std)
+
+    return _build(source, batch_size, seed, shuffle_buffer, drop_remainder,
+                  repeat, transform)
+
+
+def labeled_dataset(source, image_size, batch_size, training, seed=0,
+                    shuffle_buffer=10000, drop_remainder=None, repeat=False,
+                    num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
+                    mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD):
+    """(images, labels) batches for fine-tuning, linear probing or evaluation.
+
+    With ``training=True`` examples are shuffled, randomly resized-cropped
+    (area fraction in ``crop_scale``) and flipped; with ``training=False`` they
+    keep the source order and get the evaluation transform (shorter side to
+    ``image_size / crop_pct``, centre crop). Images are then normalised.
+
+    Args:
+        source: a labelled :class:`Source` or anything :func:`load_source`
+            accepts that has labels.
+        image_size: output side S, positive int.
+        batch_size: batch size B, positive int.
+        training: bool, selects the transform and shuffling.
+        seed: int driving the shuffle order and the augmentations.
+        shuffle_buffer: shuffle buffer size when training; 0 or 1 disables.
+        drop_remainder: drop a last partial batch; default ``training``.
+        repeat: repeat forever.
+        num_channels: channels C of the output, 1 or 3.
+        crop_scale: (min, max) area fraction of the training crop.
+        crop_pct: fraction kept by the evaluation centre crop, in (0, 1].
+        mean: per-channel normalisation mean on the 0-1 scale.
+        std: per-channel normalisation std on the 0-1 scale.
+
+    Returns:
+        ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
+        int64 (B,).
+
+    Raises:
+        ValueError: for an invalid argument, or a source without labels.
+
+    Example:
+        >>> ds = labeled_dataset("digits", 16, 32, training=False)
+        >>> images, labels = next(iter(ds))
+        >>> images.shape, labels.shape
+        (TensorShape([32, 16, 16, 3]), TensorShape([32]))
+    """
+    if not isinstance(training, bool):
+        raise ValueError(f"training must be a bool, got {training!r}")
+    _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    if drop_remainder is None:
+        drop_remainder = training
+    source = _prepare(source, batch_size, drop_remainder, repeat)
+    if not source.has_labels:
+        raise ValueError(f"source {source.name!r} has no labels")
+    to_channels = _channel_converter(source, num_channels)
+
+    def transform(element, example_seed):
+        image = to_channels(element["images"])
+        if training:
+            crop_seed, flip_seed = tf.unstack(
+                tf.random.experimental.stateless_split(example_seed, 2))
+            image = _augment.random_resized_crop(image, image_size, crop_seed,
+                                                 scale=crop_scale)
+            image = _augment.random_flip_left_right(image, flip_seed)
+        else:
+            image = _augment.center_crop_resize(image, image_size, crop_pct=crop_pct)
+        return _augment.normalize(image, mean, std), element["labels"]
+
+    return _build(source, batch_size, seed, shuffle_buffer if training else 0,
+                  drop_remainder, repeat, transform)

@@ -1,0 +1,74 @@
+"""Multi-head self-attention with a fused qkv projection."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_mae")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Multi-head self-attention as the ViT of the official MAE.
+
+    One `Dense(3 * D)` projection (with bias) produces queries, keys and values,
+    laid out `[q | k | v]` with heads contiguous inside each, then scaled
+    dot-product attention (`keras.ops.dot_product_attention`, fused where the
+    backend has it) and an output `Dense(D)`.
+
+    Args:
+        hidden_dim: int `D`.
+        num_heads: int, dividing `D`.
+        qkv_bias: bool, whether the qkv projection has a bias.
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        x: `(B, N, D)`.
+
+    Returns:
+        `(B, N, D)`.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.layers import MultiHeadSelfAttention
+    MultiHeadSelfAttention(64, 4)(np.zeros((2, 10, 64), "float32")).shape
+    ```
+    """
+
+    def __init__(self, hidden_dim, num_heads, qkv_bias=True, **kwargs):
+        super().__init__(**kwargs)
+        if hidden_dim % num_heads:
+            raise ValueError(
+                f"num_heads={num_heads} does not divide hidden_dim={hidden_dim}"
+            )
+        self.hidden_dim = hidden_dim
+        self.num_heads = num_heads
+        self.qkv_bias = qkv_bias
+        self.head_dim = hidden_dim // num_heads
+        self.qkv = keras.layers.Dense(
+            3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv"
+        )
+        self.proj = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="proj")
+
+    def build(self, input_shape):
+        self.qkv.build(input_shape)
+        self.proj.build(tuple(input_shape[:-1]) + (self.hidden_dim,))
+
+    def call(self, x):
+        length = x.shape[1]
+        qkv = ops.reshape(self.qkv(x), (-1, length, 3, self.num_heads, self.head_dim))
+        q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+        out = ops.dot_product_attention(q, k, v)
+        return self.proj(ops.reshape(out, (-1, length, self.hidden_dim)))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "hidden_dim": self.hidden_dim,
+                "num_heads": self.num_heads,
+                "qkv_bias": self.qkv_bias,
+            }
+        )
+        return config

@@ -1,0 +1,99 @@
+"""Per-sample random masking of tokens."""
+
+import keras
+from keras import ops
+
+
+def validate_mask_ratio(mask_ratio, num_patches=None):
+    """Checks `0 <= mask_ratio < 1` and that a visible patch remains."""
+    if not isinstance(mask_ratio, (int, float)) or not 0.0 <= mask_ratio < 1.0:
+        raise ValueError(
+            f"`mask_ratio` must be a float in [0, 1). Received: mask_ratio={mask_ratio!r}"
+        )
+    if num_patches is not None and int(num_patches * (1 - mask_ratio)) < 1:
+        raise ValueError(
+            f"mask_ratio={mask_ratio} leaves no visible patch out of {num_patches}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="keras_mae")
+class RandomMasking(keras.layers.Layer):
+    """Keeps a random subset of `int(L * (1 - mask_ratio))` tokens per sample.
+
+    For each sample, uniform noise is drawn per token and argsorted: the tokens
+    with the smallest noise are kept, in that order. `ids_restore` is the
+    inverse permutation, used by the decoder to put tokens back in place.
+    The noise comes from a layer-owned `keras.random.SeedGenerator`, so the
+    layer is traceable under `jit_compile`; an explicit `noise` makes it
+    deterministic.
+
+    Args:
+        mask_ratio: float in [0, 1), the fraction of tokens removed.
+        seed: int or None, seed of the layer's generator.
+        **kwargs: standard layer arguments.
+
+    Call arguments:
+        tokens: `(B, L, D)`.
+        noise: optional `(B, L)` float noise; smaller means kept.
+
+    Returns:
+        A tuple `(visible, mask, ids_restore)`: `visible` `(B, K, D)` with
+        `K = int(L * (1 - mask_ratio))`, `mask` `(B, L)` with 1 for removed
+        tokens and 0 for kept ones (in the tokens' dtype), `ids_restore`
+        `(B, L)` int32.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.layers import RandomMasking
+    visible, mask, ids_restore = RandomMasking(0.75, seed=0)(
+        np.zeros((2, 64, 8), "float32"))
+    visible.shape  # (2, 16, 8)
+    ```
+    """
+
+    def __init__(self, mask_ratio=0.75, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        validate_mask_ratio(mask_ratio)
+        self.mask_ratio = mask_ratio
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
+
+    def num_kept(self, num_tokens):
+        """`K = int(L * (1 - mask_ratio))`, the number of visible tokens."""
+        validate_mask_ratio(self.mask_ratio, num_tokens)
+        return int(num_tokens * (1 - self.mask_ratio))
+
+    def call(self, tokens, noise=None):
+        num_tokens, dim = tokens.shape[1], tokens.shape[2]
+        keep = self.num_kept(num_tokens)
+        batch = ops.shape(tokens)[0]
+        if noise is None:
+            noise = keras.random.uniform((batch, num_tokens), seed=self.seed_generator)
+        else:
+            noise = ops.convert_to_tensor(noise)
+            if len(noise.shape) != 2 or noise.shape[1] != num_tokens or (
+                noise.shape[0] is not None
+                and tokens.shape[0] is not None
+                and noise.shape[0] != tokens.shape[0]
+            ):
+                raise ValueError(
+                    f"`noise` must have shape (batch, {num_tokens}) = "
+                    f"{(tokens.shape[0], num_tokens)}. Received: noise.shape={tuple(noise.shape)}"
+                )
+        ids_shuffle = ops.cast(ops.argsort(noise, axis=1), "int32")
+        ids_restore = ops.cast(ops.argsort(ids_shuffle, axis=1), "int32")
+        ids_keep = ops.broadcast_to(ids_shuffle[:, :keep, None], (batch, keep, dim))
+        visible = ops.take_along_axis(tokens, ids_keep, axis=1)
+        mask = ops.cast(ops.greater_equal(ids_restore, keep), tokens.dtype)
+        return visible, mask, ids_restore
+
+    def compute_output_shape(self, input_shape, noise_shape=None):
+        batch, num_tokens, dim = input_shape
+        keep = self.num_kept(num_tokens)
+        return (batch, keep, dim), (batch, num_tokens), (batch, num_tokens)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"mask_ratio": self.mask_ratio, "seed": self.seed})
+        return config

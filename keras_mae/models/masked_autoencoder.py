@@ -1,0 +1,230 @@
+"""The Masked Autoencoder model: encoder on visible patches, decoder, loss."""
+
+import keras
+from keras import ops
+
+from keras_mae import ops as mae_ops
+from keras_mae.layers import RandomMasking
+from keras_mae.layers.random_masking import validate_mask_ratio
+from keras_mae.losses import MaskedReconstructionLoss
+from keras_mae.models.mae_decoder import MAEDecoder
+from keras_mae.models.vit_encoder import ViTEncoder
+
+IMAGES_KEY = "images"
+
+
+def images_from_batch(inputs):
+    """Returns the images of a batch: images, `(images, labels, ...)` or `{"images": ...}`."""
+    if isinstance(inputs, dict):
+        if IMAGES_KEY not in inputs:
+            raise ValueError(
+                f"A dict batch needs an {IMAGES_KEY!r} key. Received keys: {sorted(inputs)}"
+            )
+        return inputs[IMAGES_KEY]
+    if isinstance(inputs, (tuple, list)):
+        if not inputs:
+            raise ValueError("Received an empty tuple as a batch; expected images first.")
+        return inputs[0]
+    return inputs
+
+
+@keras.saving.register_keras_serializable(package="keras_mae")
+class MaskedAutoencoder(keras.Model):
+    """Masked Autoencoder (He et al., 2021) with a ViT encoder.
+
+    The encoder sees only the visible `(1 - mask_ratio)` of the patches; a
+    lightweight decoder reconstructs the pixels of every patch; the loss is the
+    MSE on the removed patches. Train it with `fit` on batches of images,
+    `(images, labels)` tuples (labels ignored) or `{"images": ...}` dicts; it
+    needs no loss in `compile` and reports the reconstruction loss as `loss`.
+
+    Images are float `(B, H, W, C)`; the library's convention (as the official
+    code) is pixels in [0, 1] normalised with the ImageNet mean and std, which
+    `keras_mae.data` produces.
+
+    Args:
+        image_size: int or `(height, width)`, divisible by `patch_size`.
+        patch_size: int.
+        num_channels: int.
+        hidden_dim, depth, num_heads: encoder width, blocks and heads.
+        decoder_hidden_dim, decoder_depth, decoder_num_heads: the decoder's.
+        mlp_ratio: float, for both.
+        mask_ratio: float in [0, 1), fraction of patches removed.
+        norm_pix_loss: bool, regress per-patch normalised pixels.
+        layer_norm_epsilon: float (1e-6 official, 1e-12 Hugging Face).
+        drop_path_rate: float, encoder stochastic depth (0 for pretraining).
+        seed: int or None, seeds masking (and stochastic depth).
+        **kwargs: standard model arguments (`name`, `dtype`).
+
+    Call arguments:
+        images: `(B, H, W, C)` float, or a dict with `"images"`.
+        noise: optional `(B, L)` uniform noise fixing the mask.
+        training: bool.
+
+    Returns:
+        dict with `"pred"` `(B, L, p * p * C)`, `"mask"` `(B, L)` (1 = removed)
+        and `"ids_restore"` `(B, L)` int32.
+
+    Example:
+    ```python
+    import keras, numpy as np
+    import keras_mae
+    model = keras_mae.models.mae_vit_tiny_patch4(depth=2, decoder_depth=1)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3, beta_2=0.95))
+    images = np.random.rand(8, 32, 32, 3).astype("float32")
+    model.fit(images, batch_size=4, epochs=1, verbose=0)
+    out = model(images, training=False)
+    loss = model.compute_loss(x=images, y_pred=out)
+    ```
+
+    References:
+        He et al., 2021, "Masked Autoencoders Are Scalable Vision Learners",
+        arXiv:2111.06377.
+    """
+
+    def __init__(
+        self,
+        image_size=224,
+        patch_size=16,
+        num_channels=3,
+        hidden_dim=768,
+        depth=12,
+        num_heads=12,
+        decoder_hidden_dim=512,
+        decoder_depth=8,
+        decoder_num_heads=16,
+        mlp_ratio=4.0,
+        mask_ratio=0.75,
+        norm_pix_loss=False,
+        layer_norm_epsilon=1e-6,
+        drop_path_rate=0.0,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        policy = self.dtype_policy
+        self.encoder = ViTEncoder(
+            image_size=image_size,
+            patch_size=patch_size,
+            num_channels=num_channels,
+            hidden_dim=hidden_dim,
+            depth=depth,
+            num_heads=num_heads,
+            mlp_ratio=mlp_ratio,
+            layer_norm_epsilon=layer_norm_epsilon,
+            drop_path_rate=drop_path_rate,
+            seed=seed,
+            dtype=policy,
+            name="encoder",
+        )
+        validate_mask_ratio(mask_ratio, self.encoder.num_patches)
+        self.image_size = self.encoder.image_size
+        self.patch_size = patch_size
+        self.num_channels = num_channels
+        self.hidden_dim = hidden_dim
+        self.depth = depth
+        self.num_heads = num_heads
+        self.decoder_hidden_dim = decoder_hidden_dim
+        self.decoder_depth = decoder_depth
+        self.decoder_num_heads = decoder_num_heads
+        self.mlp_ratio = mlp_ratio
+        self.mask_ratio = mask_ratio
+        self.norm_pix_loss = norm_pix_loss
+        self.layer_norm_epsilon = layer_norm_epsilon
+        self.drop_path_rate = drop_path_rate
+        self.seed = seed
+        self.grid = self.encoder.grid
+        self.num_patches = self.encoder.num_patches
+
+        self.random_masking = RandomMasking(
+            mask_ratio, seed=seed, dtype=policy, name="random_masking"
+        )
+        self.decoder = MAEDecoder(
+            self.grid,
+            patch_size,
+            num_channels,
+            hidden_dim=decoder_hidden_dim,
+            depth=decoder_depth,
+            num_heads=decoder_num_heads,
+            mlp_ratio=mlp_ratio,
+            layer_norm_epsilon=layer_norm_epsilon,
+            dtype=policy,
+            name="decoder",
+        )
+        self.reconstruction_loss = MaskedReconstructionLoss(norm_pix_loss=norm_pix_loss)
+
+    @property
+    def num_visible(self):
+        """`K`, the number of patches the encoder sees."""
+        return self.random_masking.num_kept(self.num_patches)
+
+    def build(self, input_shape=None):
+        self.encoder.build()
+        self.decoder.build((None, 1 + self.num_visible, self.hidden_dim))
+        self.built = True
+
+    def compile(self, optimizer="adamw", loss=None, **kwargs):
+        """As `keras.Model.compile`; the MAE loss is built in, so `loss` must be None."""
+        if loss is not None:
+            raise ValueError(
+                "MaskedAutoencoder computes its own reconstruction loss; "
+                f"compile it without `loss`. Received: loss={loss!r}"
+            )
+        super().compile(optimizer=optimizer, **kwargs)
+
+    def call(self, inputs, noise=None, training=None):
+        patches = self.encoder.patchify(images_from_batch(inputs))
+        tokens = self.encoder.embed_patches(patches)
+        visible, mask, ids_restore = self.random_masking(tokens, noise=noise)
+        latent = self.encoder.encode_tokens(visible, training=training)
+        pred = self.decoder(latent, ids_restore, training=training)
+        return {"pred": pred, "mask": mask, "ids_restore": ids_restore}
+
+    def target_patches(self, inputs):
+        """`(B, L, p * p * C)` float32 pixel patches of a batch (the raw target)."""
+        images = ops.convert_to_tensor(images_from_batch(inputs))
+        self.encoder.check_images(images)
+        return mae_ops.patchify(ops.cast(images, "float32"), self.patch_size)
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """The reconstruction loss of `y_pred` (computed from `x` when None).
+
+        `y` (labels) is ignored. Regularisation losses of the layers, if any,
+        are added as Keras does.
+        """
+        if y_pred is None:
+            y_pred = self(x, training=training)
+        loss = self.reconstruction_loss(
+            self.target_patches(x), {"pred": y_pred["pred"], "mask": y_pred["mask"]},
+            sample_weight=sample_weight,
+        )
+        if self.losses:
+            loss = loss + super().compute_loss(x, y, y_pred, sample_weight, training)
+        return loss
+
+    def get_config(self):
+        config = {
+            "name": self.name,
+            "trainable": self.trainable,
+            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
+        }
+        config.update(
+            {
+                "image_size": list(self.image_size),
+                "patch_size": self.patch_size,
+                "num_channels": self.num_channels,
+                "hidden_dim": self.hidden_dim,
+                "depth": self.depth,
+                "num_heads": self.num_heads,
+                "decoder_hidden_dim": self.decoder_hidden_dim,
+                "decoder_depth": self.decoder_depth,
+                "decoder_num_heads": self.decoder_num_heads,
+                "mlp_ratio": self.mlp_ratio,
+                "mask_ratio": self.mask_ratio,
+                "norm_pix_loss": self.norm_pix_loss,
+                "layer_norm_epsilon": self.layer_norm_epsilon,
+                "drop_path_rate": self.drop_path_rate,
+                "seed": self.seed,
+            }
+        )
+        return config

@@ -1,0 +1,198 @@
+"""Pure functions of the Masked Autoencoder: patches, position tables and the loss.
+
+Everything here is stateless. Tensor functions use `keras.ops` only and run on
+every Keras backend; the position table is built once in numpy.
+
+References:
+    He et al., 2021, "Masked Autoencoders Are Scalable Vision Learners",
+    arXiv:2111.06377.
+"""
+
+import numpy as np
+from keras import ops
+
+NORM_PIX_EPSILON = 1e-6
+
+
+def to_pair(value, name="image_size"):
+    """Returns `value` as a `(height, width)` tuple of positive ints.
+
+    Args:
+        value: an int or a sequence of two ints.
+        name: the argument name used in the error message.
+    """
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        pair = (int(value), int(value))
+    elif isinstance(value, (tuple, list)) and len(value) == 2:
+        pair = tuple(value)
+    else:
+        raise ValueError(
+            f"`{name}` must be an int or a pair of ints. Received: {name}={value!r}"
+        )
+    if not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+        for v in pair
+    ):
+        raise ValueError(
+            f"`{name}` must hold positive ints. Received: {name}={value!r}"
+        )
+    return (int(pair[0]), int(pair[1]))
+
+
+def grid_size(image_size, patch_size):
+    """Returns the patch grid `(h, w)` of an image size, or raises.
+
+    Args:
+        image_size: int or `(height, width)`.
+        patch_size: int, the side of a square patch.
+
+    Returns:
+        `(height // patch_size, width // patch_size)`.
+    """
+    height, width = to_pair(image_size)
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"Image sides must be divisible by the patch size {patch_size}. "
+            f"Received: image_size={(height, width)}"
+        )
+    return height // patch_size, width // patch_size
+
+
+def patchify(images, patch_size):
+    """Cuts images into flattened non-overlapping patches.
+
+    Args:
+        images: `(B, H, W, C)`, with `H` and `W` divisible by `patch_size`.
+        patch_size: int `p`.
+
+    Returns:
+        `(B, L, p * p * C)` with `L = (H / p) * (W / p)`, patches in row-major
+        grid order and each patch flattened in `(p, p, C)` order, as the
+        official implementation.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.ops import patchify
+    patchify(np.zeros((2, 32, 32, 3), "float32"), 4).shape  # (2, 64, 48)
+    ```
+    """
+    _, height, width, channels = images.shape
+    h, w = grid_size((height, width), patch_size)
+    p = patch_size
+    x = ops.reshape(images, (-1, h, p, w, p, channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, h * w, p * p * channels))
+
+
+def unpatchify(patches, patch_size, grid, num_channels=3):
+    """Inverse of `patchify`.
+
+    Args:
+        patches: `(B, L, p * p * C)`.
+        patch_size: int `p`.
+        grid: `(h, w)` with `h * w = L`.
+        num_channels: int `C`.
+
+    Returns:
+        `(B, h * p, w * p, C)` images.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.ops import patchify, unpatchify
+    x = np.random.rand(2, 32, 16, 3).astype("float32")
+    y = unpatchify(patchify(x, 4), 4, (8, 4), 3)  # equal to x
+    ```
+    """
+    h, w = grid
+    p = patch_size
+    length, dim = patches.shape[1], patches.shape[2]
+    if length != h * w or dim != p * p * num_channels:
+        raise ValueError(
+            f"patches of shape {tuple(patches.shape)} do not fit grid={grid}, "
+            f"patch_size={p}, num_channels={num_channels}"
+        )
+    x = ops.reshape(patches, (-1, h, w, p, p, num_channels))
+    x = ops.transpose(x, (0, 1, 3, 2, 4, 5))
+    return ops.reshape(x, (-1, h * p, w * p, num_channels))
+
+
+def sincos_1d(dim, positions):
+    """1-D sin-cos embedding of `positions` into `dim` features (numpy).
+
+    Returns `(len(positions), dim)`: `[sin(pos * omega), cos(pos * omega)]` with
+    `omega_i = 1 / 10000 ** (i / (dim / 2))`.
+    """
+    if dim % 2:
+        raise ValueError(f"sin-cos embedding needs an even dim. Received: {dim}")
+    omega = np.arange(dim // 2, dtype=np.float64) / (dim / 2.0)
+    omega = 1.0 / 10000**omega
+    angles = np.outer(np.asarray(positions, np.float64).reshape(-1), omega)
+    return np.concatenate([np.sin(angles), np.cos(angles)], axis=1)
+
+
+def sincos_2d_table(dim, grid, cls_token=True):
+    """Fixed 2-D sin-cos position table, as the official MAE (numpy, float32).
+
+    The first half of the features encodes the column (w) coordinate and the
+    second half the row (h) coordinate, i.e. each row is
+    `[sin(w), cos(w), sin(h), cos(h)]`, positions in row-major grid order.
+
+    Args:
+        dim: int, embedding width, divisible by 4.
+        grid: `(h, w)` patch grid.
+        cls_token: bool, prepend an all-zero row for the class token.
+
+    Returns:
+        `(h * w + cls_token, dim)` float32 array.
+    """
+    if dim % 4:
+        raise ValueError(
+            f"2-D sin-cos embedding needs a width divisible by 4. Received: {dim}"
+        )
+    h, w = grid
+    rows, cols = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+    table = np.concatenate(
+        [sincos_1d(dim // 2, cols), sincos_1d(dim // 2, rows)], axis=1
+    )
+    if cls_token:
+        table = np.concatenate([np.zeros((1, dim)), table], axis=0)
+    return table.astype("float32")
+
+
+def norm_pix_target(patches, epsilon=NORM_PIX_EPSILON):
+    """Normalises each patch by its own mean and unbiased variance.
+
+    Args:
+        patches: `(B, L, P)` pixel patches.
+        epsilon: float added to the variance.
+
+    Returns:
+        `(B, L, P)`: `(x - mean) / sqrt(var + epsilon)` per patch, where `var`
+        divides by `P - 1` as `torch.var` does in the reference code.
+    """
+    mean = ops.mean(patches, axis=-1, keepdims=True)
+    centred = patches - mean
+    n = patches.shape[-1]
+    var = ops.sum(ops.square(centred), axis=-1, keepdims=True) / (n - 1)
+    return centred / ops.sqrt(var + epsilon)
+
+
+def masked_patch_loss(target, pred, mask):
+    """Per-image mean squared error over the removed patches.
+
+    Args:
+        target: `(B, L, P)` target patches.
+        pred: `(B, L, P)` predicted patches.
+        mask: `(B, L)`, 1 for removed patches, 0 for visible ones.
+
+    Returns:
+        `(B,)`: for each image, the mean over its removed patches of the
+        per-patch mean squared error. With the same number of removed patches
+        in every image (as `RandomMasking` guarantees), the batch mean of this
+        equals the official loss `sum(loss * mask) / sum(mask)`.
+    """
+    per_patch = ops.mean(ops.square(pred - target), axis=-1)
+    removed = ops.sum(mask, axis=-1)
+    return ops.divide_no_nan(ops.sum(per_patch * mask, axis=-1), removed)

@@ -1,0 +1,36 @@
+"""Shared test helpers. The Keras backend is fixed by KERAS_BACKEND per process."""
+
+import keras
+import numpy as np
+import pytest
+
+import keras_mae
+
+
+def to_numpy(x):
+    return keras.ops.convert_to_numpy(x)
+
+
+def tiny_mae(**overrides):
+    """A 32 px MAE small enough for a CPU test: 2 encoder blocks, 1 decoder block."""
+    config = dict(
+        image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4,
+        decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2, seed=0,
+    )
+    config.update(overrides)
+    return keras_mae.MaskedAutoencoder(**config)
+
+
+def random_images(n=4, size=32, channels=3, seed=0):
+    size = (size, size) if isinstance(size, int) else size
+    return np.random.RandomState(seed).rand(n, *size, channels).astype("float32")
+
+
+def random_noise(n, length, seed=1):
+    return np.random.RandomState(seed).rand(n, length).astype("float32")
+
+
+@pytest.fixture(autouse=True)
+def _clear_session():
+    keras.backend.clear_session()
+    yield

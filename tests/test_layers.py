@@ -1,0 +1,127 @@
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import random_noise, to_numpy
+from keras_mae import layers
+
+
+def roundtrip(layer, *inputs, **call_kwargs):
+    """Config JSON round trip with copied weights gives identical outputs."""
+    out = layer(*inputs, **call_kwargs)
+    config = json.loads(json.dumps(keras.saving.serialize_keras_object(layer)))
+    clone = keras.saving.deserialize_keras_object(config)
+    clone(*inputs, **call_kwargs)
+    clone.set_weights(layer.get_weights())
+    again = clone(*inputs, **call_kwargs)
+    for a, b in zip(keras.tree.flatten(out), keras.tree.flatten(again)):
+        np.testing.assert_array_equal(to_numpy(a), to_numpy(b))
+    assert clone.get_config() == layer.get_config()
+    return out
+
+
+def test_patch_embedding_shape_init_and_roundtrip():
+    layer = layers.PatchEmbedding(24)
+    x = np.random.RandomState(0).rand(2, 16, 48).astype("float32")
+    out = roundtrip(layer, x)
+    assert tuple(out.shape) == (2, 16, 24)
+    kernel = to_numpy(layer.projection.kernel)
+    limit = np.sqrt(6.0 / (48 + 24))
+    assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
+    np.testing.assert_array_equal(to_numpy(layer.projection.bias), 0.0)
+
+
+def test_position_embedding_is_fixed_table():
+    layer = layers.SinCosPositionEmbedding((2, 4), 16)
+    x = np.zeros((3, 8, 16), "float32")
+    out = to_numpy(roundtrip(layer, x))
+    from keras_mae.ops import sincos_2d_table
+    np.testing.assert_allclose(out[1], sincos_2d_table(16, (2, 4))[1:], atol=1e-7)
+    assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 1
+
+
+def test_random_masking_counts_restore_and_mask():
+    tokens = np.random.RandomState(0).rand(5, 20, 3).astype("float32")
+    noise = random_noise(5, 20)
+    visible, mask, ids_restore = layers.RandomMasking(0.75)(tokens, noise=noise)
+    visible, mask, ids_restore = map(to_numpy, (visible, mask, ids_restore))
+    assert visible.shape == (5, 5, 3) and mask.shape == (5, 20) and ids_restore.shape == (5, 20)
+    np.testing.assert_array_equal(mask.sum(1), 15)
+    order = np.argsort(noise, axis=1)
+    for i in range(5):
+        np.testing.assert_array_equal(order[i][ids_restore[i]], np.arange(20))
+        kept = order[i][:5]
+        np.testing.assert_array_equal(visible[i], tokens[i][kept])
+        np.testing.assert_array_equal(mask[i][kept], 0)
+        expected_mask = np.ones(20)
+        expected_mask[kept] = 0
+        np.testing.assert_array_equal(mask[i], expected_mask)
+
+
+def test_random_masking_seeded_determinism():
+    tokens = np.zeros((4, 16, 2), "float32")
+    a = to_numpy(layers.RandomMasking(0.5, seed=3)(tokens)[1])
+    b = to_numpy(layers.RandomMasking(0.5, seed=3)(tokens)[1])
+    c = to_numpy(layers.RandomMasking(0.5, seed=4)(tokens)[1])
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    layer = layers.RandomMasking(0.5, seed=3)
+    first, second = to_numpy(layer(tokens)[1]), to_numpy(layer(tokens)[1])
+    assert not np.array_equal(first, second), "successive calls must draw new masks"
+    assert len({tuple(row) for row in first}) > 1, "each sample draws its own mask"
+
+
+@pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "0.5"])
+def test_random_masking_rejects_ratio(ratio):
+    with pytest.raises(ValueError, match="mask_ratio"):
+        layers.RandomMasking(ratio)
+
+
+def test_random_masking_rejects_ratio_leaving_nothing_and_bad_noise():
+    with pytest.raises(ValueError, match="no visible patch out of 4"):
+        layers.RandomMasking(0.9)(np.zeros((1, 4, 2), "float32"))
+    with pytest.raises(ValueError, match=r"noise.shape=\(2, 7\)"):
+        layers.RandomMasking(0.5)(np.zeros((2, 8, 2), "float32"), noise=np.zeros((2, 7), "float32"))
+
+
+def test_transformer_block_roundtrip_and_residual():
+    block = layers.TransformerBlock(16, 4, layer_norm_epsilon=1e-6)
+    x = np.random.RandomState(0).rand(2, 5, 16).astype("float32")
+    out = to_numpy(roundtrip(block, x))
+    assert out.shape == (2, 5, 16)
+    for w in block.attention.proj.weights + block.fc2.weights:
+        w.assign(np.zeros(w.shape, "float32"))
+    np.testing.assert_allclose(to_numpy(block(x)), x, atol=1e-6)
+
+
+def test_attention_matches_numpy_reference():
+    layer = layers.MultiHeadSelfAttention(8, 2)
+    x = np.random.RandomState(0).rand(2, 3, 8).astype("float32")
+    out = to_numpy(layer(x))
+    wq, bq = (to_numpy(v) for v in layer.qkv.weights)
+    wo, bo = (to_numpy(v) for v in layer.proj.weights)
+    qkv = (x @ wq + bq).reshape(2, 3, 3, 2, 4)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(4)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    expected = (probs @ v).transpose(0, 2, 1, 3).reshape(2, 3, 8) @ wo + bo
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_attention_rejects_heads_not_dividing_width():
+    with pytest.raises(ValueError, match="num_heads=5.*hidden_dim=16"):
+        layers.MultiHeadSelfAttention(16, 5)
+
+
+def test_drop_path_drops_whole_samples():
+    layer = layers.DropPath(0.5, seed=0)
+    x = np.ones((64, 3, 4), "float32")
+    np.testing.assert_array_equal(to_numpy(layer(x, training=False)), x)
+    out = to_numpy(layer(x, training=True))
+    per_sample = out.reshape(64, -1)
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert np.all(per_sample.min(1) == per_sample.max(1))
+    assert 10 < (per_sample[:, 0] == 0).sum() < 54
