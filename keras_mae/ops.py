@@ -12,6 +12,10 @@ import numpy as np
 from keras import ops
 
 NORM_PIX_EPSILON = 1e-6
+# Per-channel statistics of ImageNet RGB pixels in [0, 1], the normalisation of
+# the official MAE and of `keras_mae.data`.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def to_pair(value, name="image_size"):
@@ -172,6 +176,7 @@ def norm_pix_target(patches, epsilon=NORM_PIX_EPSILON):
         `(B, L, P)`: `(x - mean) / sqrt(var + epsilon)` per patch, where `var`
         divides by `P - 1` as `torch.var` does in the reference code.
     """
+    patches = ops.convert_to_tensor(patches)
     mean = ops.mean(patches, axis=-1, keepdims=True)
     centred = patches - mean
     n = patches.shape[-1]
@@ -193,6 +198,6 @@ def masked_patch_loss(target, pred, mask):
         in every image (as `RandomMasking` guarantees), the batch mean of this
         equals the official loss `sum(loss * mask) / sum(mask)`.
     """
-    per_patch = ops.mean(ops.square(pred - target), axis=-1)
+    per_patch = ops.mean(ops.square(ops.subtract(pred, target)), axis=-1)
     removed = ops.sum(mask, axis=-1)
     return ops.divide_no_nan(ops.sum(per_patch * mask, axis=-1), removed)

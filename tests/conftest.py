@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 
 import keras_mae
 
@@ -28,9 +27,3 @@ def random_images(n=4, size=32, channels=3, seed=0):
 
 def random_noise(n, length, seed=1):
     return np.random.RandomState(seed).rand(n, length).astype("float32")
-
-
-@pytest.fixture(autouse=True)
-def _clear_session():
-    keras.backend.clear_session()
-    yield

@@ -274,6 +274,7 @@ def test_float_and_integer_arrays_converted():
 
 
 def test_tfds_not_prepared_raises_without_download(tmp_path):
+    pytest.importorskip("tensorflow_datasets")
     data_dir = str(tmp_path / "tfds")
     with pytest.raises(ValueError, match="mnist") as err:
         load_source("tfds:mnist", data_dir=data_dir)

@@ -105,7 +105,8 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
     centre kept. Labels are dropped.
 
     Args:
-        source: a :class:`Source` or anything :func:`load_source` accepts.
+        source: a :class:`Source` or anything :func:`load_source` accepts
+            (names are loaded with split "train").
         image_size: output side S, positive int.
         batch_size: batch size B, positive int.
         seed: int driving the shuffle order and the augmentations.
@@ -163,7 +164,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
 
     Args:
         source: a labelled :class:`Source` or anything :func:`load_source`
-            accepts that has labels.
+            accepts that has labels (names are loaded with split "train";
+            pass ``load_source(name, split=...)`` for another split).
         image_size: output side S, positive int.
         batch_size: batch size B, positive int.
         training: bool, selects the transform and shuffling.
@@ -185,7 +187,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         ValueError: for an invalid argument, or a source without labels.
 
     Example:
-        >>> ds = labeled_dataset("digits", 16, 32, training=False)
+        >>> test = load_source("digits", split="test")
+        >>> ds = labeled_dataset(test, 16, 32, training=False)
         >>> images, labels = next(iter(ds))
         >>> images.shape, labels.shape
         (TensorShape([32, 16, 16, 3]), TensorShape([32]))

@@ -1,0 +1,156 @@
+"""Resumable training checkpoints, written atomically.
+
+Layout of a checkpoint folder:
+```
+checkpoint/
+  latest                  text: the name of the newest complete step folder
+  step_00000123/
+    state.weights.h5      model and optimizer variables (`model.save_weights`)
+    state.json            {"global_step", "epoch", "step_in_epoch", "model_config"}
+```
+A step folder is written under a temporary name and renamed when complete;
+`latest` is replaced atomically after that. A kill at any moment leaves the
+previous checkpoint usable, and a half-written folder is never read.
+"""
+
+import json
+import os
+import shutil
+
+import keras
+
+LATEST = "latest"
+WEIGHTS = "state.weights.h5"
+STATE = "state.json"
+
+
+def _atomic_write_text(path, text):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def model_config_of(model):
+    """The JSON-comparable config identifying a model's architecture."""
+    return json.loads(json.dumps(model.get_config(), sort_keys=True, default=str))
+
+
+def save_checkpoint(directory, model, global_step, epoch, step_in_epoch, keep=2):
+    """Writes a checkpoint of `model` (and its optimizer) and returns its folder.
+
+    Args:
+        directory: the checkpoint folder (created if needed).
+        model: a compiled Keras model.
+        global_step: int, optimizer micro-steps done so far.
+        epoch: int, the epoch in progress (0-based).
+        step_in_epoch: int, steps done in that epoch.
+        keep: int, how many step folders to keep.
+    """
+    os.makedirs(directory, exist_ok=True)
+    name = f"step_{global_step:08d}"
+    final = os.path.join(directory, name)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model.save_weights(os.path.join(tmp, WEIGHTS))
+    state = {
+        "global_step": int(global_step),
+        "epoch": int(epoch),
+        "step_in_epoch": int(step_in_epoch),
+        "model_config": model_config_of(model),
+    }
+    _atomic_write_text(os.path.join(tmp, STATE), json.dumps(state, indent=2, sort_keys=True))
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    _atomic_write_text(os.path.join(directory, LATEST), name)
+    steps = sorted(d for d in os.listdir(directory) if d.startswith("step_"))
+    for old in steps[:-keep]:
+        shutil.rmtree(os.path.join(directory, old), ignore_errors=True)
+    return final
+
+
+def latest_checkpoint(directory):
+    """The newest complete step folder in `directory`, or None."""
+    pointer = os.path.join(directory, LATEST)
+    if not os.path.exists(pointer):
+        return None
+    with open(pointer) as f:
+        name = f.read().strip()
+    folder = os.path.join(directory, name)
+    if not os.path.isdir(folder):
+        raise ValueError(f"Checkpoint pointer {pointer} names a missing folder {folder!r}")
+    return folder
+
+
+def read_state(folder):
+    """The `state.json` of a step folder, with a clear error when unreadable."""
+    path = os.path.join(folder, STATE)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"Cannot read checkpoint state {path}: {error}") from error
+
+
+def restore_checkpoint(folder, model):
+    """Loads model and optimizer variables from a step folder; returns its state.
+
+    Raises `ValueError` naming the file when the checkpoint belongs to another
+    architecture or cannot be read.
+    """
+    state = read_state(folder)
+    expected = model_config_of(model)
+    saved = state.get("model_config", {})
+    ignore = {"name", "seed", "trainable", "dtype"}
+    diff = sorted(
+        key for key in set(expected) | set(saved)
+        if key not in ignore and expected.get(key) != saved.get(key)
+    )
+    weights = os.path.join(folder, WEIGHTS)
+    if diff:
+        details = ", ".join(f"{k}: checkpoint {saved.get(k)!r} vs model {expected.get(k)!r}" for k in diff)
+        raise ValueError(f"Checkpoint {weights} is of another model config ({details})")
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(weights)
+    except Exception as error:  # h5py raises OSError, Keras ValueError
+        raise ValueError(f"Cannot load checkpoint {weights}: {error}") from error
+    return state
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Saves a resumable checkpoint every `every_steps` steps and at each epoch end.
+
+    Args:
+        directory: checkpoint folder.
+        every_steps: int >= 1.
+        start_step: the global step the current `fit` starts from.
+        steps_per_epoch: int, to tell the epoch and position of a step.
+    """
+
+    def __init__(self, directory, every_steps, start_step, steps_per_epoch):
+        super().__init__()
+        if not isinstance(every_steps, int) or every_steps < 1:
+            raise ValueError(f"`every_steps` must be an int >= 1. Received: {every_steps!r}")
+        self.directory = directory
+        self.every_steps = every_steps
+        self.global_step = start_step
+        self.steps_per_epoch = steps_per_epoch
+
+    def save(self):
+        epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
+        return save_checkpoint(self.directory, self.model, self.global_step, epoch, step_in_epoch)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        if self.global_step % self.every_steps == 0 and self.global_step % self.steps_per_epoch:
+            self.save()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save()

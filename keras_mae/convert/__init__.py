@@ -1,0 +1,20 @@
+"""Weight conversion from and to the official PyTorch MAE and Hugging Face ViT-MAE.
+
+- `from_official_checkpoint`: official `.pth` (or `.safetensors`, or a state
+  dict) -> `MaskedAutoencoder` / `ViTEncoder`.
+- `to_official_state_dict`: Keras model -> official key layout.
+- `load_official_state_dict`: official state dict -> an existing Keras model.
+- `from_transformers`: `ViTMAEForPreTraining` / `ViTMAEModel` (or a local
+  `save_pretrained` directory) -> `MaskedAutoencoder` / `ViTEncoder`.
+- `interpolate_pos_embed`: bicubic resizing of a position table to a new grid.
+
+torch and transformers are imported only when a function needs them.
+"""
+
+from keras_mae.convert.hf import from_transformers
+from keras_mae.convert.hf import hf_to_official_state_dict
+from keras_mae.convert.official import from_official_checkpoint
+from keras_mae.convert.official import load_official_state_dict
+from keras_mae.convert.official import to_official_state_dict
+from keras_mae.convert.official import weight_table
+from keras_mae.convert.pos_embed import interpolate_pos_embed

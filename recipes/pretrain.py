@@ -1,0 +1,274 @@
+"""Pretrain a Masked Autoencoder: `python recipes/pretrain.py --config digits --output-dir runs/digits`.
+
+Every field of `PretrainConfig` (recipes/pretrain_configs.py) is a flag. The
+output directory receives:
+```
+OUTPUT/
+  config.json            the resolved config
+  checkpoint/            resumable state (model, optimizer, step, epoch)
+  history.csv            per-epoch loss and learning rate
+  tensorboard/           TensorBoard logs
+  reconstructions/       epoch_XXXX.png grids on fixed test images and masks
+  model.keras            the whole MAE
+  encoder.keras          the encoder alone, for probing and fine-tuning
+  encoder.weights.h5     its weights
+```
+Starting the same command again with the same output directory continues
+from the last checkpoint (a finished run exits at once).
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
+
+
+def str2bool(text):
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default="digits", help="named config (pretrain_configs.CONFIGS)")
+    parser.add_argument("--output-dir", required=True, help="where checkpoints and outputs go")
+    for field in dataclasses.fields(PretrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if field.type is bool:
+            parser.add_argument(flag, type=str2bool, default=None)
+        elif field.type is dict:
+            parser.add_argument(flag, type=json.loads, default=None, help="JSON object")
+        elif field.type in (int, float):
+            parser.add_argument(flag, type=field.type, default=None)
+        else:
+            parser.add_argument(flag, default=None)
+    return parser
+
+
+def resolve_config(args):
+    config = get_config(args.config)
+    for field in dataclasses.fields(PretrainConfig):
+        value = getattr(args, field.name)
+        if value is not None:
+            setattr(config, field.name, value)
+    return config
+
+
+def parse_jit_compile(value):
+    """`"auto"`, true or false (from a flag or a config) -> Keras' `jit_compile`."""
+    if isinstance(value, bool) or value == "auto":
+        return value
+    try:
+        return str2bool(str(value))
+    except argparse.ArgumentTypeError:
+        raise ValueError(f"--jit-compile must be auto, true or false. Received: {value!r}")
+
+
+def check_output_dir(path):
+    """Creates the output directory and proves it writable, before any compute."""
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"Output directory {path!r} is not writable: {error}") from error
+
+
+def validate(config):
+    for name in ("epochs", "batch_size", "accum_steps", "image_size", "checkpoint_every_steps",
+                 "reconstruction_every_epochs"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
+    if config.base_lr <= 0:
+        raise ValueError(f"--base-lr must be positive. Received: {config.base_lr!r}")
+
+
+def build_model(config):
+    import keras_mae
+
+    overrides = dict(config.model_overrides)
+    overrides.update(image_size=config.image_size, mask_ratio=config.mask_ratio,
+                     norm_pix_loss=config.norm_pix_loss, seed=config.seed)
+    return keras_mae.models.build(config.model, **overrides)
+
+
+def build_optimizer(config, model, steps_per_epoch):
+    import keras
+
+    from keras_mae import optimizers
+
+    effective_batch = config.batch_size * config.accum_steps
+    peak = optimizers.scaled_learning_rate(config.base_lr, effective_batch)
+    total = config.epochs * steps_per_epoch
+    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total)
+    schedule = optimizers.WarmupCosineDecay(peak, total, warmup, min_lr=config.min_lr)
+    optimizer = keras.optimizers.AdamW(
+        schedule, beta_1=config.beta_1, beta_2=config.beta_2, weight_decay=config.weight_decay,
+        gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None,
+    )
+    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    return optimizer, peak
+
+
+def parameter_count(variables):
+    import numpy as np
+
+    return sum(int(np.prod(v.shape)) for v in variables)
+
+
+def sample_images(config, source):
+    """Eight fixed evaluation images for the reconstruction grids."""
+    from keras_mae import data
+
+    dataset = data.pretrain_dataset(source, config.image_size, 8, augment=False, shuffle_buffer=0)
+    return next(iter(dataset)).numpy()
+
+
+def run(config, output_dir, log=print):
+    """Runs (or resumes) pretraining; returns a dict of final figures."""
+    validate(config)
+    check_output_dir(output_dir)
+    import keras  # noqa: F401  (backend chosen by KERAS_BACKEND)
+
+    if config.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+
+    from keras_mae import callbacks as mae_callbacks
+    from keras_mae import checkpoint, data
+
+    source = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir)
+    if source.num_examples is None:
+        raise ValueError(f"Dataset {config.dataset!r} has unknown size; pass a sized source")
+    steps_per_epoch = source.num_examples // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"Dataset {config.dataset!r} has {source.num_examples} images, fewer than "
+            f"--batch-size {config.batch_size}")
+    try:
+        eval_source = data.load_source(config.dataset, split=config.eval_split,
+                                       data_dir=config.data_dir)
+    except ValueError:
+        eval_source = source
+
+    model = build_model(config)
+    model.build()
+    optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
+    model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(config.jit_compile))
+
+    ckpt_dir = os.path.join(output_dir, "checkpoint")
+    start_step = 0
+    folder = checkpoint.latest_checkpoint(ckpt_dir)
+    if folder is not None:
+        state = checkpoint.restore_checkpoint(folder, model)
+        start_step = state["global_step"]
+    total_steps = config.epochs * steps_per_epoch
+
+    with open(os.path.join(output_dir, "config.json"), "w") as f:
+        f.write(config.to_json())
+    log("keras-mae pretraining")
+    log(f"  backend        {keras.backend.backend()}")
+    log(f"  config         {config.to_json()}")
+    log(f"  model          {config.model}: {parameter_count(model.trainable_variables):,} trainable "
+        f"parameters (encoder {parameter_count(model.encoder.trainable_variables):,}), "
+        f"{model.num_patches} patches, {model.num_visible} visible")
+    log(f"  dataset        {source.name}: {source.num_examples} images, "
+        f"{steps_per_epoch} steps/epoch x {config.epochs} epochs = {total_steps} steps")
+    log(f"  learning rate  peak {peak_lr:.3g} (base {config.base_lr:g} x "
+        f"{config.batch_size * config.accum_steps}/256)")
+    log(f"  output         {os.path.abspath(output_dir)}")
+    if start_step:
+        log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
+
+    images = sample_images(config, eval_source)
+    recon = mae_callbacks.ReconstructionCallback(
+        images, os.path.join(output_dir, "reconstructions"),
+        every_n_epochs=config.reconstruction_every_epochs, seed=config.seed)
+    recon.set_model(model)
+    if start_step == 0:
+        recon.write(0)
+
+    started = time.time()
+    history_path = os.path.join(output_dir, "history.csv")
+    while start_step < total_steps:
+        epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
+        dataset = data.pretrain_dataset(
+            source, config.image_size, config.batch_size, seed=config.seed * 100003 + epoch,
+            shuffle_buffer=config.shuffle_buffer, num_channels=model.num_channels)
+        if step_in_epoch:
+            dataset = dataset.skip(step_in_epoch)
+        stop_after_epoch = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
+        model.fit(
+            dataset, initial_epoch=epoch, epochs=config.epochs,
+            steps_per_epoch=steps_per_epoch - step_in_epoch,
+            callbacks=[
+                mae_callbacks.StopOnNonFiniteLoss(start_step),
+                checkpoint.StepCheckpoint(ckpt_dir, config.checkpoint_every_steps,
+                                          start_step, steps_per_epoch),
+                keras.callbacks.CSVLogger(history_path, append=True),
+                keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
+                recon,
+                stop_after_epoch,
+            ],
+            verbose=2 if not sys.stdout.isatty() else 1,
+        )
+        start_step = (epoch + 1) * steps_per_epoch
+
+    final_grid = os.path.join(recon.output_dir, f"epoch_{config.epochs:04d}.png")
+    if not os.path.exists(final_grid):
+        recon.write(config.epochs)
+    _export(model, output_dir)
+    result = {"steps": total_steps, "seconds": round(time.time() - started, 1)}
+    result["final_loss"] = _last_loss(history_path)
+    log(f"done: {json.dumps(result)}; encoder at {os.path.join(output_dir, 'encoder.keras')}")
+    return result
+
+
+def _export(model, output_dir):
+    """Writes model.keras, encoder.keras and encoder.weights.h5 atomically."""
+    for obj, name, method in ((model, "model.keras", "save"), (model.encoder, "encoder.keras", "save"),
+                              (model.encoder, "encoder.weights.h5", "save_weights")):
+        path = os.path.join(output_dir, name)
+        stem, ext = (name[:-len(".weights.h5")], ".weights.h5") if name.endswith(".weights.h5") \
+            else os.path.splitext(name)
+        tmp = os.path.join(output_dir, f".{stem}.tmp-{os.getpid()}{ext}")
+        getattr(obj, method)(tmp)
+        os.replace(tmp, path)
+
+
+def _last_loss(history_path):
+    import csv
+
+    if not os.path.exists(history_path):
+        return None
+    with open(history_path) as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]["loss"]) if rows else None
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        config = resolve_config(args)
+        run(config, args.output_dir)
+    except (ValueError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+import csv
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from recipes import pretrain
+from recipes.pretrain_configs import CONFIGS, get_config
+
+TINY = json.dumps(dict(hidden_dim=32, depth=2, num_heads=4, decoder_hidden_dim=16,
+                       decoder_depth=1, decoder_num_heads=2, patch_size=8))
+
+
+@pytest.fixture(scope="module")
+def npz(tmp_path_factory):
+    rng = np.random.RandomState(0)
+    x = (rng.rand(48, 32, 32, 3) * 255).astype("uint8")
+    y = rng.randint(0, 3, 48)
+    path = tmp_path_factory.mktemp("data") / "tiny.npz"
+    np.savez(path, x=x, y=y)
+    return str(path)
+
+
+def args(npz, out, *extra):
+    return ["--config", "digits", "--dataset", npz, "--model-overrides", TINY,
+            "--batch-size", "16", "--epochs", "2", "--warmup-epochs", "1",
+            "--checkpoint-every-steps", "2", "--reconstruction-every-epochs", "1",
+            "--output-dir", str(out), *extra]
+
+
+def test_pretrain_writes_documented_layout_and_resumes(npz, tmp_path):
+    out = tmp_path / "run"
+    assert pretrain.main(args(npz, out, "--epochs", "1")) == 0
+    state = json.load(open(out / "checkpoint" / open(out / "checkpoint" / "latest").read() / "state.json"))
+    assert state["global_step"] == 3
+    # the same command with more epochs continues from step 3, not from scratch
+    assert pretrain.main(args(npz, out)) == 0
+    latest = open(out / "checkpoint" / "latest").read()
+    assert latest == "step_00000006"
+    for name in ("config.json", "model.keras", "encoder.keras", "encoder.weights.h5", "history.csv"):
+        assert (out / name).exists(), name
+    assert sorted(os.listdir(out / "reconstructions")) == [
+        "epoch_0000.png", "epoch_0001.png", "epoch_0002.png"]
+    assert os.listdir(out / "tensorboard")
+    rows = list(csv.DictReader(open(out / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    encoder = keras.saving.load_model(str(out / "encoder.keras"))
+    tokens = keras.ops.convert_to_numpy(encoder(np.zeros((1, 32, 32, 3), "float32")))
+    assert tokens.shape == (1, 17, 32)
+    # a finished run started again does no more steps
+    assert pretrain.main(args(npz, out)) == 0
+    assert open(out / "checkpoint" / "latest").read() == "step_00000006"
+
+
+def test_checkpoint_of_another_config_is_refused(npz, tmp_path):
+    out = tmp_path / "run"
+    assert pretrain.main(args(npz, out, "--epochs", "1")) == 0
+    other = json.dumps({**json.loads(TINY), "hidden_dim": 64})
+    code = pretrain.main(args(npz, out, "--model-overrides", other))
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    "extra,match",
+    [
+        (["--config", "nope"], "Unknown pretraining config 'nope'"),
+        (["--dataset", "/no/such/file.npz"], "/no/such/file.npz"),
+        (["--batch-size", "64"], "fewer than --batch-size 64"),
+        (["--image-size", "30"], "30"),
+        (["--epochs", "0"], "--epochs must be a positive int"),
+    ],
+)
+def test_bad_input_fails_before_training(npz, tmp_path, capsys, extra, match):
+    assert pretrain.main(args(npz, tmp_path / "run", *extra)) == 2
+    assert match in capsys.readouterr().err
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_unwritable_output_dir(npz, tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert pretrain.main(args(npz, blocker / "run")) == 2
+    assert "not writable" in capsys.readouterr().err
+
+
+def test_every_named_config_builds_its_model_config():
+    for name in CONFIGS:
+        config = get_config(name)
+        assert config.batch_size >= 1 and config.epochs >= 1
+    paper = get_config("paper_vit_base")
+    assert (paper.batch_size, paper.base_lr, paper.warmup_epochs, paper.epochs) == (4096, 1.5e-4, 40, 800)

@@ -1,0 +1,80 @@
+import os
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import random_images, random_noise, tiny_mae, to_numpy
+from keras_mae import callbacks, ops as mae_ops, visualize
+
+MEAN = np.array(visualize.IMAGENET_MEAN, "float32")
+STD = np.array(visualize.IMAGENET_STD, "float32")
+
+
+class PerfectModel:
+    """Predicts exactly its training target: reconstructions must equal the input."""
+
+    def __init__(self, norm_pix_loss):
+        self.patch_size, self.grid, self.num_channels = 8, (4, 4), 3
+        self.image_size, self.norm_pix_loss = (32, 32), norm_pix_loss
+
+    def __call__(self, images, noise=None, training=False):
+        patches = mae_ops.patchify(images, 8)
+        pred = mae_ops.norm_pix_target(patches) if self.norm_pix_loss else patches
+        mask = (np.argsort(np.argsort(noise, 1), 1) >= 4).astype("float32")
+        return {"pred": pred, "mask": mask}
+
+
+@pytest.mark.parametrize("norm_pix", [False, True])
+def test_panels_invert_normalisation(norm_pix):
+    pixels = random_images(2)
+    images = (pixels - MEAN) / STD
+    noise = random_noise(2, 16)
+    panels = visualize.reconstruction_panels(PerfectModel(norm_pix), images, noise)
+    assert panels.shape == (2, 4, 32, 32, 3)
+    np.testing.assert_allclose(panels[:, 0], pixels, atol=1e-5)
+    np.testing.assert_allclose(panels[:, 2], pixels, atol=1e-4)
+    np.testing.assert_allclose(panels[:, 3], pixels, atol=1e-4)
+    # removed patches are grey in the masked panel, visible ones are the input
+    mask = (np.argsort(np.argsort(noise, 1), 1) >= 4)
+    row, col = divmod(int(np.argmax(mask[0])), 4)
+    np.testing.assert_allclose(panels[0, 1, row * 8:(row + 1) * 8, col * 8:(col + 1) * 8], 0.5)
+    row, col = divmod(int(np.argmin(mask[0])), 4)
+    block = np.s_[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8]
+    np.testing.assert_allclose(panels[0, 1][block], pixels[0][block], atol=1e-5)
+
+
+def test_grid_png_and_visible_patches_pasted(tmp_path):
+    model = tiny_mae()
+    images = (random_images(3) - MEAN) / STD
+    noise = random_noise(3, 16)
+    path = str(tmp_path / "grid.png")
+    grid = visualize.reconstruction_grid(model, images, noise=noise, path=path, scale=1)
+    assert grid.shape == (3 * 34 + 2, 4 * 34 + 2, 3) and grid.dtype == np.uint8
+    np.testing.assert_array_equal(np.asarray(Image.open(path)), grid)
+    panels = visualize.reconstruction_panels(model, images, noise)
+    mask = to_numpy(model(images, noise=noise)["mask"])
+    row, col = divmod(int(np.argmin(mask[1])), 4)
+    block = np.s_[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8]
+    np.testing.assert_allclose(panels[1, 3][block], panels[1, 0][block], atol=1e-5)
+
+
+def test_reconstruction_callback_writes_every_n_epochs(tmp_path):
+    model = tiny_mae()
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    images = random_images(4)
+    callback = callbacks.ReconstructionCallback(images[:2], str(tmp_path), every_n_epochs=2)
+    model.fit(images, batch_size=2, epochs=4, verbose=0, callbacks=[callback])
+    assert sorted(os.listdir(tmp_path)) == ["epoch_0002.png", "epoch_0004.png"]
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        callbacks.ReconstructionCallback(images, str(tmp_path), every_n_epochs=0)
+
+
+def test_stop_on_non_finite_loss_names_the_step():
+    model = tiny_mae()
+    model.compile(optimizer=keras.optimizers.SGD(1e30))
+    images = random_images(8) * 1e6
+    with pytest.raises(FloatingPointError, match=r"at step \d+"):
+        model.fit(images, batch_size=2, epochs=3, verbose=0,
+                  callbacks=[callbacks.StopOnNonFiniteLoss(start_step=10)])
