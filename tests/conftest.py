@@ -1,5 +1,13 @@
 """Shared test helpers. The Keras backend is fixed by KERAS_BACKEND per process."""
 
+# torch and transformers before TensorFlow: the other order can segfault when
+# triton is present (a CUDA torch build).
+try:
+    import torch  # noqa: F401
+    import transformers  # noqa: F401
+except ImportError:
+    pass
+
 import keras
 import numpy as np
 

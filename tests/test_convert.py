@@ -62,6 +62,13 @@ def nchw(images):
     return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
 
 
+def encode_visible(encoder, images, noise, mask_ratio=0.75):
+    """Encoder tokens of the visible patches, as Hugging Face's `ViTMAEModel`."""
+    tokens = encoder.embed_patches(encoder.patchify(images))
+    visible, mask, _ = RandomMasking(mask_ratio)(tokens, noise=noise)
+    return encoder.encode_tokens(visible), mask
+
+
 def max_diff(a, b):
     return float(np.max(np.abs(np.asarray(to_numpy(a), "float64") - np.asarray(b, "float64"))))
 
@@ -91,7 +98,8 @@ def assert_matches_hf_pretraining(model, hf, images, noise):
 
 
 @pytest.mark.parametrize(
-    "old,new", [((4, 4), (6, 6)), ((4, 4), (6, 5)), ((5, 5), (3, 3)), ((3, 7), (8, 2)), ((14, 14), (16, 16))]
+    "old,new",
+    [((4, 4), (6, 6)), ((4, 4), (6, 5)), ((5, 5), (3, 3)), ((3, 7), (8, 2)), ((14, 14), (16, 16))],
 )
 def test_interpolate_pos_embed_matches_torch_bicubic(old, new):
     table = np.random.RandomState(0).randn(1 + old[0] * old[1], 8).astype("float32")
@@ -126,7 +134,7 @@ def test_from_transformers_pretraining_matches_hf(norm_pix_loss):
     assert isinstance(model, keras_mae.MaskedAutoencoder)
     assert (model.num_heads, model.decoder_num_heads, model.norm_pix_loss) == (4, 2, norm_pix_loss)
     assert model.layer_norm_epsilon == 1e-12
-    images, noise = random_images(3), random_noise(3, 16)
+    images, noise = random_images(2), random_noise(2, 16)
     assert_matches_hf_pretraining(model, hf, images, noise)
 
 
@@ -137,8 +145,7 @@ def test_from_transformers_encoder_matches_hf_model():
     images, noise = random_images(2), random_noise(2, 16)
     with torch.no_grad():
         ref = hf(nchw(images), noise=torch.from_numpy(noise))
-    visible, mask, _ = RandomMasking(0.75)(encoder.embed_patches(encoder.patchify(images)), noise=noise)
-    latent = encoder.encode_tokens(visible)
+    latent, mask = encode_visible(encoder, images, noise)
     assert max_diff(latent, ref.last_hidden_state.numpy()) <= TOLERANCE
     assert max_diff(mask, ref.mask.numpy()) == 0.0
 
@@ -218,8 +225,11 @@ def test_official_state_dict_layout_and_round_trip():
     for key in state:
         np.testing.assert_array_equal(state[key], again[key])
     images, noise = random_images(2), random_noise(2, 16)
-    np.testing.assert_array_equal(
-        to_numpy(model(images, noise=noise)["pred"]), to_numpy(restored(images, noise=noise)["pred"])
+    before, after = model(images, noise=noise), restored(images, noise=noise)
+    np.testing.assert_array_equal(to_numpy(before["pred"]), to_numpy(after["pred"]))
+    encoder_state = to_official_state_dict(model.encoder)
+    assert sorted(encoder_state) == sorted(
+        k for k in state if not (k.startswith("decoder") or k == "mask_token")
     )
 
 
@@ -287,9 +297,18 @@ def test_official_pth_and_safetensors_files_match_hf(tmp_path):
         tmp_path / "mae_pretrain_tiny.safetensors", num_heads=4, layer_norm_epsilon=1e-12
     )
     assert isinstance(encoder, keras_mae.models.ViTEncoder)
-    np.testing.assert_allclose(to_numpy(encoder(images)), to_numpy(model.encoder(images)), atol=1e-6)
+    np.testing.assert_allclose(
+        to_numpy(encoder(images)), to_numpy(model.encoder(images)), atol=1e-6
+    )
     with pytest.raises(ValueError, match="mask_ratio"):
         from_official_checkpoint(encoder_keys, num_heads=4, mask_ratio=0.5)
+
+    import argparse
+
+    training = tmp_path / "checkpoint-799.pth"
+    torch.save({"model": state, "args": argparse.Namespace(lr=1e-3)}, training)
+    with pytest.raises(ValueError, match="weights_only"):
+        from_official_checkpoint(training, **TINY_HEADS)
 
 
 def test_new_image_size_interpolates_position_tables():
@@ -309,6 +328,11 @@ def test_new_image_size_interpolates_position_tables():
     assert bigger.num_patches == 30
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() == "jax",
+    reason="eager JAX compiles every op anew for the base widths (~10 s on 2 cores); "
+    "the conversion is numpy and backend-independent, checked on the other backends",
+)
 def test_base_size_encoder_matches_hf():
     # ViT-B/16 widths and depth on a 64 px image (16 patches) to stay fast.
     config = hf_config(
@@ -319,10 +343,9 @@ def test_base_size_encoder_matches_hf():
     hf = ViTMAEModel(config).eval()  # Hugging Face's own random initialisation
     encoder = from_transformers(hf)
     assert (encoder.hidden_dim, encoder.depth, encoder.num_heads) == (768, 12, 12)
-    images, noise = random_images(1, size=64), random_noise(1, 16)
+    images, noise = random_images(2, size=64), random_noise(2, 16)
     with torch.no_grad():
         ref = hf(nchw(images), noise=torch.from_numpy(noise)).last_hidden_state.numpy()
-    visible, _, _ = RandomMasking(0.75)(encoder.embed_patches(encoder.patchify(images)), noise=noise)
-    diff = max_diff(encoder.encode_tokens(visible), ref)
+    diff = max_diff(encode_visible(encoder, images, noise)[0], ref)
     print(f"base-size encoder vs HF: max abs diff {diff:.3g}")
     assert diff <= TOLERANCE

@@ -11,8 +11,10 @@ Official key layout (ViT blocks as timm's):
 `decoder_embed.*`, `decoder_blocks.N.*`, `decoder_norm.*`, `decoder_pred.*`.
 """
 
+import collections.abc
 import math
 import os
+import pickle
 import re
 
 import numpy as np
@@ -330,13 +332,29 @@ def read_checkpoint(path):
             ) from error
         state = load_file(path)
     else:
-        state = _import_torch().load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
+        try:
+            state = _import_torch().load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as error:
+            raise ValueError(
+                f"{path!r} holds more than tensors (e.g. training arguments), which "
+                "`torch.load(..., weights_only=True)` refuses. If you trust the file, "
+                "load it yourself with `torch.load(path, weights_only=False)` and pass "
+                "its `['model']` state dict."
+            ) from error
+    state = _unwrap(state)
+    if not isinstance(state, collections.abc.Mapping):
         raise ValueError(
             f"{path!r} holds a {type(state).__name__}, not a state dict"
         )
+    return state
+
+
+def _unwrap(state):
+    """The weights of a checkpoint dict that keeps them under `"model"`."""
+    if isinstance(state, collections.abc.Mapping) and isinstance(
+        state.get("model"), collections.abc.Mapping
+    ):
+        return state["model"]
     return state
 
 
@@ -413,7 +431,9 @@ def infer_config(state_dict, checkpoint_grid=None, **overrides):
         of `MaskedAutoencoder` (when `has_decoder`) or `ViTEncoder`;
         `checkpoint_grid` the `(h, w)` grid the position tables were made for.
     """
-    _require(state_dict, ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight"), "encoder")
+    _require(
+        state_dict, ("patch_embed.proj.weight", "pos_embed", "blocks.0.mlp.fc1.weight"), "encoder"
+    )
     dim, channels, patch, patch_w = np.shape(state_dict["patch_embed.proj.weight"])
     if patch != patch_w:
         raise ValueError(
@@ -463,7 +483,9 @@ def infer_config(state_dict, checkpoint_grid=None, **overrides):
         layer_norm_epsilon=OFFICIAL_LAYER_NORM_EPSILON,
     )
     config.update(overrides)
-    config["num_heads"] = _heads(dim, ENCODER_HEADS_BY_WIDTH, overrides.get("num_heads"), "num_heads")
+    config["num_heads"] = _heads(
+        dim, ENCODER_HEADS_BY_WIDTH, overrides.get("num_heads"), "num_heads"
+    )
     if has_decoder:
         config["decoder_num_heads"] = _heads(
             inferred["decoder_hidden_dim"], DECODER_HEADS_BY_WIDTH,
@@ -482,7 +504,10 @@ def resize_position_tables(state_dict, old_grid, new_grid):
 
 
 def model_from_official_state_dict(state_dict, checkpoint_grid=None, **config_overrides):
-    """Builds and loads the model of an official-layout state dict (see `from_official_checkpoint`)."""
+    """Builds the model of an official-layout state dict and loads it.
+
+    As `from_official_checkpoint`, for a state dict already in memory.
+    """
     config, grid, has_decoder = infer_config(state_dict, checkpoint_grid, **config_overrides)
     model = (MaskedAutoencoder if has_decoder else ViTEncoder)(**config)
     model.build()
@@ -533,10 +558,8 @@ def from_official_checkpoint(path_or_state_dict, checkpoint_grid=None, **config_
     """
     if isinstance(path_or_state_dict, (str, os.PathLike)):
         state = read_checkpoint(path_or_state_dict)
-    elif isinstance(path_or_state_dict, dict):
-        state = path_or_state_dict
-        if isinstance(state.get("model"), dict):
-            state = state["model"]
+    elif isinstance(path_or_state_dict, collections.abc.Mapping):
+        state = _unwrap(path_or_state_dict)
     else:
         raise ValueError(
             "Expected a checkpoint path or a state dict. "
