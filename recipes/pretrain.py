@@ -15,13 +15,22 @@ OUTPUT/
 ```
 Starting the same command again with the same output directory continues
 from the last checkpoint (a finished run exits at once).
+
+`--strategy` spreads each global batch over devices (`keras_mae.distribute`):
+`mirrored` (all local GPUs), `multi_worker` (TF_CONFIG), `tpu`, or on JAX
+`data_parallel`. `--batch-size` stays the global batch, and so does the
+learning-rate rule. Only the chief writes into OUTPUT (other workers write
+into a temporary folder they delete); every worker resumes from the chief's
+checkpoint, so OUTPUT must be on a file system all workers share.
 """
 
 import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
+import tempfile
 import time
 
 if __package__ in (None, ""):
@@ -42,6 +51,11 @@ def build_parser():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="digits", help="named config (pretrain_configs.CONFIGS)")
     parser.add_argument("--output-dir", required=True, help="where checkpoints and outputs go")
+    parser.add_argument("--strategy", default="default",
+                        help="distribution strategy (keras_mae.distribute.get_strategy): default, "
+                             "mirrored, multi_worker, tpu (TensorFlow); data_parallel (JAX)")
+    parser.add_argument("--tpu-address", default=None,
+                        help="TPU name or grpc:// address for --strategy tpu (else TPU_NAME)")
     for field in dataclasses.fields(PretrainConfig):
         flag = "--" + field.name.replace("_", "-")
         if field.type is bool:
@@ -137,11 +151,39 @@ def sample_images(config, source):
     return next(iter(dataset)).numpy()
 
 
-def run(config, output_dir, log=print):
-    """Runs (or resumes) pretraining; returns a dict of final figures."""
+def run(config, output_dir, log=print, strategy="default", tpu_address=None):
+    """Runs (or resumes) pretraining; returns a dict of final figures.
+
+    `strategy` names a `keras_mae.distribute` strategy. The chief writes into
+    `output_dir`; other workers write into a temporary folder, deleted at the
+    end, and restore from the chief's checkpoint in `output_dir`.
+    """
     validate(config)
     check_output_dir(output_dir)
     import keras  # noqa: F401  (backend chosen by KERAS_BACKEND)
+
+    from keras_mae import distribute
+
+    # first: a multi-worker strategy must exist before any TensorFlow op runs
+    dist = distribute.get_strategy(strategy, tpu_address=tpu_address)
+    replicas = distribute.num_replicas(dist)
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be divisible "
+                         f"by the {replicas} replicas of --strategy {strategy}")
+    chief = distribute.is_chief()
+    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="keras-mae-worker-")
+    try:
+        return _run(config, output_dir, write_dir, log, dist, strategy, replicas)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
+    """`run` after the strategy is set: restores from `output_dir`, writes into `write_dir`."""
+    import keras
+
+    from keras_mae import distribute
 
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
@@ -163,23 +205,29 @@ def run(config, output_dir, log=print):
     except ValueError:
         eval_source = source
 
-    model = build_model(config)
-    model.build()
-    optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
-    model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(config.jit_compile))
+    with distribute.scope(dist):
+        model = build_model(config)
+        model.build()
+        optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
+        model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(config.jit_compile))
+        distribute.configure_model(model, dist)
 
-    ckpt_dir = os.path.join(output_dir, "checkpoint")
-    start_step = 0
-    folder = checkpoint.latest_checkpoint(ckpt_dir)
-    if folder is not None:
-        state = checkpoint.restore_checkpoint(folder, model)
-        start_step = state["global_step"]
+        # every worker restores the chief's checkpoint (the shared output directory)
+        start_step = 0
+        folder = checkpoint.latest_checkpoint(os.path.join(output_dir, "checkpoint"))
+        if folder is not None:
+            state = checkpoint.restore_checkpoint(folder, model)
+            start_step = state["global_step"]
+    ckpt_dir = os.path.join(write_dir, "checkpoint")
     total_steps = config.epochs * steps_per_epoch
 
-    with open(os.path.join(output_dir, "config.json"), "w") as f:
+    with open(os.path.join(write_dir, "config.json"), "w") as f:
         f.write(config.to_json())
     log("keras-mae pretraining")
     log(f"  backend        {keras.backend.backend()}")
+    log(f"  strategy       {strategy}: {replicas} replica(s), "
+        f"{config.batch_size // replicas} images each; "
+        f"{'chief' if write_dir == output_dir else 'worker, writing to ' + write_dir}")
     log(f"  config         {config.to_json()}")
     log(f"  model          {config.model}: {parameter_count(model.trainable_variables):,} trainable "
         f"parameters (encoder {parameter_count(model.encoder.trainable_variables):,}), "
@@ -194,14 +242,14 @@ def run(config, output_dir, log=print):
 
     images = sample_images(config, eval_source)
     recon = mae_callbacks.ReconstructionCallback(
-        images, os.path.join(output_dir, "reconstructions"),
+        images, os.path.join(write_dir, "reconstructions"),
         every_n_epochs=config.reconstruction_every_epochs, seed=config.seed)
     recon.set_model(model)
     if start_step == 0:
         recon.write(0)
 
     started = time.time()
-    history_path = os.path.join(output_dir, "history.csv")
+    history_path = os.path.join(write_dir, "history.csv")
     while start_step < total_steps:
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         dataset = data.pretrain_dataset(
@@ -219,7 +267,7 @@ def run(config, output_dir, log=print):
                 checkpoint.StepCheckpoint(ckpt_dir, config.checkpoint_every_steps,
                                           start_step, steps_per_epoch),
                 keras.callbacks.CSVLogger(history_path, append=True),
-                keras.callbacks.TensorBoard(os.path.join(output_dir, "tensorboard")),
+                keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
                 recon,
                 stop_after_epoch,
             ],
@@ -230,10 +278,10 @@ def run(config, output_dir, log=print):
     final_grid = os.path.join(recon.output_dir, f"epoch_{config.epochs:04d}.png")
     if not os.path.exists(final_grid):
         recon.write(config.epochs)
-    _export(model, output_dir)
+    _export(model, write_dir)
     result = {"steps": total_steps, "seconds": round(time.time() - started, 1)}
     result["final_loss"] = _last_loss(history_path)
-    log(f"done: {json.dumps(result)}; encoder at {os.path.join(output_dir, 'encoder.keras')}")
+    log(f"done: {json.dumps(result)}; encoder at {os.path.join(write_dir, 'encoder.keras')}")
     return result
 
 
@@ -263,7 +311,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         config = resolve_config(args)
-        run(config, args.output_dir)
+        run(config, args.output_dir, strategy=args.strategy, tpu_address=args.tpu_address)
     except (ValueError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

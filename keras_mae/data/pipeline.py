@@ -89,7 +89,12 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
     ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    # Under a multi-worker strategy every worker builds this same seeded
+    # pipeline and keeps its share of each global batch (DATA sharding), which
+    # works for every source, files or memory.
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
 def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=10000,

@@ -16,6 +16,24 @@ def validate_mask_ratio(mask_ratio, num_patches=None):
         )
 
 
+def _tf_replica_id():
+    """The replica id under a multi-replica `tf.distribute` strategy, else None.
+
+    TensorFlow is imported only on the TensorFlow backend, so the layer keeps
+    working where TensorFlow is not installed.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return None
+    import tensorflow as tf
+
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return None
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync <= 1:
+        return None
+    return context.replica_id_in_sync_group
+
+
 @keras.saving.register_keras_serializable(package="keras_mae")
 class RandomMasking(keras.layers.Layer):
     """Keeps a random subset of `int(L * (1 - mask_ratio))` tokens per sample.
@@ -25,7 +43,10 @@ class RandomMasking(keras.layers.Layer):
     inverse permutation, used by the decoder to put tokens back in place.
     The noise comes from a layer-owned `keras.random.SeedGenerator`, so the
     layer is traceable under `jit_compile`; an explicit `noise` makes it
-    deterministic.
+    deterministic. Under a `tf.distribute` strategy with several replicas,
+    every replica holds the same generator state, so the replica id is folded
+    into the seed: replicas draw different masks (on JAX the global batch is
+    drawn at once, so samples differ already).
 
     Args:
         mask_ratio: float in [0, 1), the fraction of tokens removed.
@@ -64,12 +85,39 @@ class RandomMasking(keras.layers.Layer):
         validate_mask_ratio(self.mask_ratio, num_tokens)
         return int(num_tokens * (1 - self.mask_ratio))
 
+    def draw_noise(self, batch, num_tokens):
+        """Draws the masking noise from the layer's generator.
+
+        Under a multi-replica `tf.distribute` strategy the generator's seed is
+        folded with the replica id, so replicas draw different noise.
+
+        Args:
+            batch: int or scalar tensor, the batch size.
+            num_tokens: int, `L`.
+
+        Returns:
+            `(batch, num_tokens)` float32 uniform noise in [0, 1).
+
+        Example:
+        ```python
+        noise = RandomMasking(0.75, seed=0).draw_noise(2, 64)  # (2, 64)
+        ```
+        """
+        replica = _tf_replica_id()
+        if replica is None:
+            return keras.random.uniform((batch, num_tokens), seed=self.seed_generator)
+        import tensorflow as tf
+
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), "int32")
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, "int32"))
+        return tf.random.stateless_uniform((batch, num_tokens), seed=seed, dtype="float32")
+
     def call(self, tokens, noise=None):
         num_tokens, dim = tokens.shape[1], tokens.shape[2]
         keep = self.num_kept(num_tokens)
         batch = ops.shape(tokens)[0]
         if noise is None:
-            noise = keras.random.uniform((batch, num_tokens), seed=self.seed_generator)
+            noise = self.draw_noise(batch, num_tokens)
         else:
             noise = ops.convert_to_tensor(noise)
             if len(noise.shape) != 2 or noise.shape[1] != num_tokens or (

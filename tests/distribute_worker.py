@@ -1,0 +1,181 @@
+"""Multi-device checks run in a fresh process: `python tests/distribute_worker.py MODE [ARGS]`.
+
+Device layouts (logical CPUs for TensorFlow, host devices for JAX) can only be
+set before the framework starts, so tests/test_distribute.py runs each check
+here in its own process. Every mode prints one line `RESULT {json}` at the end.
+
+Modes:
+    tf_mirrored           on 2 logical CPUs with MirroredStrategy: one SGD step on 2
+                          replicas vs on one device, then RandomMasking's masks per
+                          replica (with and without the replica fold-in).
+    jax_step              one SGD step with DataParallel on 2 host devices vs one device.
+    pretrain_crash N ARGS recipes/pretrain.py ARGS, the process dying right after
+                          global step N (no clean-up, as a kill).
+"""
+
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+TINY = dict(image_size=32, patch_size=8, hidden_dim=32, depth=1, num_heads=2,
+            decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2,
+            norm_pix_loss=True, seed=0)
+
+
+def report(**values):
+    print("RESULT " + json.dumps(values), flush=True)
+
+
+def two_logical_cpus():
+    """Splits the CPU into two logical devices; must run before any TensorFlow op."""
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+
+def fixed_noise_model(**overrides):
+    """A tiny MAE whose `call` takes the masking noise from a `{"images", "noise"}` batch."""
+    import keras_mae
+
+    class FixedNoiseMAE(keras_mae.MaskedAutoencoder):
+        def call(self, inputs, noise=None, training=None):
+            if isinstance(inputs, dict) and noise is None:
+                noise = inputs.get("noise")
+            return super().call(inputs, noise=noise, training=training)
+
+    model = FixedNoiseMAE(**{**TINY, **overrides})
+    model.build()
+    return model
+
+
+def batch(size=8):
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    return {"images": rng.rand(size, 32, 32, 3).astype("float32"),
+            "noise": rng.rand(size, 16).astype("float32")}
+
+
+def sgd_step(model, weights, data):
+    """Sets `weights`, does one SGD step on the whole of `data` as one batch; returns new weights."""
+    import keras
+
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.5))
+    history = model.fit(data, batch_size=len(data["images"]), epochs=1, shuffle=False, verbose=0)
+    return [keras.ops.convert_to_numpy(v) for v in model.weights], history.history["loss"][0]
+
+
+def compare(reference, weights, before):
+    import numpy as np
+
+    diff = max(float(np.max(np.abs(a - b))) for a, b in zip(reference, weights))
+    update = max(float(np.max(np.abs(a - b))) for a, b in zip(reference, before))
+    return diff, update
+
+
+def tf_masks():
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_mae import distribute
+    from keras_mae.layers import RandomMasking
+
+    strategy = distribute.get_strategy("mirrored")
+    with distribute.scope(strategy):
+        layer = RandomMasking(0.75, seed=0)
+    tokens = tf.constant(np.ones((2, 16, 4), "float32"))  # identical images on each replica
+
+    @tf.function
+    def step():
+        return strategy.run(lambda: layer(tokens)[1])
+
+    def draw_twice(step):
+        return [[v.numpy().tolist() for v in strategy.experimental_local_results(step())]
+                for _ in range(2)]
+
+    masks = draw_twice(step)
+    # the same draw without the replica fold-in, to show what it prevents
+    from keras_mae.layers import random_masking
+
+    random_masking._tf_replica_id = lambda: None
+    with distribute.scope(strategy):
+        plain = RandomMasking(0.75, seed=0)
+    unfolded = draw_twice(tf.function(lambda: strategy.run(lambda: plain(tokens)[1])))
+    return dict(replicas=strategy.num_replicas_in_sync, masks=masks, unfolded_masks=unfolded)
+
+
+def tf_step():
+    from keras_mae import distribute
+
+    data = batch()
+    single = fixed_noise_model()
+    before = [w.numpy() for w in single.weights]
+    reference, loss_single = sgd_step(single, before, data)
+    strategy = distribute.get_strategy("mirrored")
+    with distribute.scope(strategy):
+        mirrored = fixed_noise_model()
+        weights, loss_mirrored = sgd_step(mirrored, before, data)
+    diff, update = compare(reference, weights, before)
+    return dict(replicas=strategy.num_replicas_in_sync, max_diff=diff, max_update=update,
+                loss_single=loss_single, loss_mirrored=loss_mirrored)
+
+
+def tf_mirrored():
+    two_logical_cpus()
+    step = tf_step()
+    report(**{**step, **tf_masks()})  # masks last: it disables the fold-in for its second draw
+
+
+def jax_step():
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_force_host_platform_device_count=2").strip()
+    import keras
+
+    from keras_mae import distribute
+
+    data = batch()
+    single = fixed_noise_model()
+    before = [keras.ops.convert_to_numpy(w) for w in single.weights]
+    reference, loss_single = sgd_step(single, before, data)
+    distribution = distribute.get_strategy("data_parallel")
+    parallel = fixed_noise_model()
+    weights, loss_parallel = sgd_step(parallel, before, data)
+    kernel = parallel.encoder.weights[0].value
+    diff, update = compare(reference, weights, before)
+    report(replicas=distribute.num_replicas(distribution), max_diff=diff, max_update=update,
+           loss_single=loss_single, loss_mirrored=loss_parallel,
+           weight_devices=len(kernel.sharding.device_set))
+
+
+def pretrain_crash(step, argv):
+    from keras_mae import checkpoint
+    from recipes import pretrain
+
+    original = checkpoint.StepCheckpoint.on_train_batch_end
+
+    def on_train_batch_end(self, batch, logs=None):
+        original(self, batch, logs)
+        if self.global_step >= step:
+            print(f"CRASH at step {self.global_step}", flush=True)
+            os._exit(3)
+
+    checkpoint.StepCheckpoint.on_train_batch_end = on_train_batch_end
+    return pretrain.main(argv)
+
+
+def main(argv):
+    mode = argv[0]
+    if mode == "pretrain_crash":
+        return pretrain_crash(int(argv[1]), argv[2:])
+    {"tf_mirrored": tf_mirrored, "jax_step": jax_step}[mode]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

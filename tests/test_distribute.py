@@ -1,0 +1,260 @@
+"""Distribution: strategy selection, replica-distinct masks, 1-vs-N device equality, multi-worker.
+
+Multi-device checks need device layouts fixed before the framework starts, so
+they run tests/distribute_worker.py in fresh processes (with timeouts). Each
+backend runs its own: TensorFlow (MirroredStrategy, MultiWorkerMirroredStrategy),
+JAX (DataParallel), PyTorch (the clear error for multi-device).
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mae import distribute
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+WORKER = os.path.join(ROOT, "tests", "distribute_worker.py")
+BACKEND = keras.backend.backend()
+TINY = json.dumps(dict(hidden_dim=32, depth=1, num_heads=2, decoder_hidden_dim=16,
+                       decoder_depth=1, decoder_num_heads=2, patch_size=8))
+
+tensorflow_only = pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow strategies")
+jax_only = pytest.mark.skipif(BACKEND != "jax", reason="JAX DataParallel")
+
+
+def worker_env(backend, tmp_path, **extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CONFIG", "XLA_FLAGS")}
+    env.update(KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=ROOT,
+               TMPDIR=str(tmp_path), **extra)
+    return env
+
+
+def run_worker(mode, backend, tmp_path, timeout=240):
+    """Runs one worker mode; returns its `RESULT` dict."""
+    proc = subprocess.run([sys.executable, WORKER, mode], env=worker_env(backend, tmp_path),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def free_ports(count):
+    """`count` distinct free TCP ports on 127.0.0.1 (bound to port 0, then released)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+# --- every backend ----------------------------------------------------------
+
+UNSUPPORTED = {"tensorflow": "data_parallel", "jax": "tpu", "torch": "mirrored"}
+
+
+def test_unsupported_strategy_names_the_value_and_what_is_supported():
+    name = UNSUPPORTED[BACKEND]
+    with pytest.raises(ValueError, match=f"'{name}'.*Supported: default"):
+        distribute.get_strategy(name)
+    with pytest.raises(ValueError, match="'nope'"):
+        distribute.get_strategy("nope")
+    if BACKEND == "torch":
+        with pytest.raises(ValueError, match="not supported on the PyTorch backend"):
+            distribute.get_strategy("data_parallel")
+
+
+def test_default_strategy_scope_and_chief():
+    strategy = distribute.get_strategy("default")
+    assert distribute.num_replicas(strategy) == 1
+    with distribute.scope(strategy):
+        layer = keras.layers.Dense(2)
+        layer.build((None, 3))
+    assert distribute.is_chief()
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        assert strategy is tf.distribute.get_strategy()
+    else:
+        assert strategy is None
+
+
+def test_recipe_refuses_unsupported_strategy_before_training(tmp_path, capsys):
+    from recipes import pretrain
+
+    out = tmp_path / "run"
+    code = pretrain.main(["--output-dir", str(out), "--strategy", UNSUPPORTED[BACKEND]])
+    assert code == 2
+    assert f"'{UNSUPPORTED[BACKEND]}'" in capsys.readouterr().err
+    assert not (out / "checkpoint").exists()
+
+
+# --- TensorFlow -------------------------------------------------------------
+
+@tensorflow_only
+def test_is_chief_reads_tf_config(monkeypatch):
+    cluster = {"worker": ["127.0.0.1:1", "127.0.0.1:2"]}
+    for task, chief in [({"type": "worker", "index": 0}, True), ({"type": "worker", "index": 1}, False),
+                        ({"type": "evaluator", "index": 0}, False)]:
+        monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": task}))
+        assert distribute.is_chief() is chief, task
+    with_chief = {**cluster, "chief": ["127.0.0.1:3"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "worker", "index": 0}}))
+    assert not distribute.is_chief()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": with_chief, "task": {"type": "chief", "index": 0}}))
+    assert distribute.is_chief()
+
+
+@tensorflow_only
+def test_tf_strategies_fail_clearly_without_their_configuration(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    monkeypatch.delenv("TPU_NAME", raising=False)
+    with pytest.raises(ValueError, match="TF_CONFIG"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(ValueError, match="tpu_address=None"):
+        distribute.get_strategy("tpu")
+    monkeypatch.setenv("TF_CONFIG", "{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        distribute.get_strategy("multi_worker")
+    with pytest.raises(ValueError, match="tpu_address='x'"):
+        distribute.get_strategy("mirrored", tpu_address="x")
+
+
+@pytest.fixture(scope="module")
+def tf_mirrored(tmp_path_factory):
+    return run_worker("tf_mirrored", "tensorflow", tmp_path_factory.mktemp("mirrored"))
+
+
+@tensorflow_only
+def test_mirrored_replicas_draw_different_masks(tf_mirrored):
+    assert tf_mirrored["replicas"] == 2
+    first, second = (np.array(step) for step in tf_mirrored["masks"])  # (replica, B, L) per draw
+    for masks in (first, second):
+        assert masks.shape == (2, 2, 16) and (masks.sum(-1) == 12).all()
+        # identical tokens on both replicas, yet different masks
+        assert not np.array_equal(masks[0], masks[1])
+    assert not np.array_equal(first, second)  # the generator advances between steps
+    # without the replica fold-in both replicas would mask the same patches
+    for masks in np.array(tf_mirrored["unfolded_masks"]):
+        assert np.array_equal(masks[0], masks[1])
+
+
+@tensorflow_only
+def test_mirrored_step_equals_single_device_step(tf_mirrored):
+    assert tf_mirrored["max_update"] > 1e-3  # the step moved the weights
+    assert tf_mirrored["max_diff"] < 1e-5
+    np.testing.assert_allclose(tf_mirrored["loss_mirrored"], tf_mirrored["loss_single"], rtol=1e-5)
+
+
+def pretrain_args(npz, out):
+    return ["--config", "digits", "--dataset", npz, "--model-overrides", TINY,
+            "--batch-size", "8", "--epochs", "1", "--warmup-epochs", "1",
+            "--checkpoint-every-steps", "2", "--reconstruction-every-epochs", "1",
+            "--strategy", "multi_worker", "--output-dir", str(out)]
+
+
+def run_pair(command, tmp_path, name, timeout=300):
+    """Runs `command` as two MultiWorkerMirroredStrategy workers; returns [(returncode, log)]."""
+    ports = free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    procs = []
+    for index in range(2):
+        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        log = open(tmp_path / f"{name}_{index}.log", "w+")
+        env = worker_env("tensorflow", tmp_path / "tmp", TF_CONFIG=tf_config)
+        procs.append((subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,
+                                       stderr=subprocess.STDOUT, text=True), log))
+    results = []
+    try:
+        for proc, log in procs:
+            proc.wait(timeout=timeout)
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            results.append((proc.returncode, log.read()))
+            log.close()
+    return results
+
+
+@pytest.fixture(scope="module")
+def multi_worker_run(tmp_path_factory):
+    """Two workers crash right after step 3 (checkpoint at step 2), then the pair restarts."""
+    tmp_path = tmp_path_factory.mktemp("multi_worker")
+    (tmp_path / "tmp").mkdir()
+    rng = np.random.RandomState(0)
+    npz = str(tmp_path / "tiny.npz")
+    np.savez(npz, x=(rng.rand(48, 32, 32, 3) * 255).astype("uint8"), y=rng.randint(0, 3, 48))
+    out = tmp_path / "run"
+    args = pretrain_args(npz, out)
+    crashed = run_pair([sys.executable, WORKER, "pretrain_crash", "3", *args], tmp_path, "crash")
+    latest_after_crash = (out / "checkpoint" / "latest").read_text()
+    restarted = run_pair([sys.executable, os.path.join(ROOT, "recipes", "pretrain.py"), *args],
+                         tmp_path, "restart")
+    return dict(crashed=crashed, restarted=restarted, out=out, args=args, tmp=tmp_path / "tmp",
+                latest_after_crash=latest_after_crash)
+
+
+@tensorflow_only
+def test_multi_worker_pretraining_resumes_after_the_pair_is_killed(multi_worker_run):
+    crashed, restarted = multi_worker_run["crashed"], multi_worker_run["restarted"]
+    for code, log in crashed:
+        assert code == 3 and "CRASH at step 3" in log, log[-3000:]
+    assert multi_worker_run["latest_after_crash"] == "step_00000002"
+    for code, log in restarted:
+        assert code == 0, log[-3000:]
+        # both workers load the chief's step-2 checkpoint, not step 0
+        assert "(step 2 of 6)" in log and "2 replica(s)" in log, log[-3000:]
+    assert "chief" in restarted[0][1] and "worker, writing to" in restarted[1][1]
+
+
+@tensorflow_only
+def test_multi_worker_chief_checkpoint_loads_and_worker_writes_nothing(multi_worker_run):
+    from keras_mae import checkpoint
+    from recipes import pretrain
+
+    out = multi_worker_run["out"]
+    assert sorted(os.listdir(out)) == [
+        "checkpoint", "config.json", "encoder.keras", "encoder.weights.h5", "history.csv",
+        "model.keras", "reconstructions", "tensorboard"]
+    folder = checkpoint.latest_checkpoint(str(out / "checkpoint"))
+    assert folder.endswith("step_00000006")
+    config = pretrain.resolve_config(pretrain.build_parser().parse_args(multi_worker_run["args"]))
+    model = pretrain.build_model(config)
+    model.build()
+    optimizer, _ = pretrain.build_optimizer(config, model, steps_per_epoch=6)
+    model.compile(optimizer=optimizer)
+    state = checkpoint.restore_checkpoint(folder, model)
+    assert state["global_step"] == 6 and int(model.optimizer.iterations.numpy()) == 6
+    pred = keras.ops.convert_to_numpy(model(np.zeros((1, 32, 32, 3), "float32"))["pred"])
+    assert np.isfinite(pred).all()
+    # the restarted non-chief removed its temporary folder (the crashed one could not)
+    left = os.listdir(multi_worker_run["tmp"])
+    assert len([name for name in left if name.startswith("keras-mae-worker-")]) <= 1
+
+
+# --- JAX --------------------------------------------------------------------
+
+@jax_only
+def test_jax_data_parallel_step_equals_single_device_step(tmp_path):
+    result = run_worker("jax_step", "jax", tmp_path)
+    assert result["replicas"] == 2 and result["weight_devices"] == 2
+    assert result["max_update"] > 1e-3
+    assert result["max_diff"] < 1e-5
+    np.testing.assert_allclose(result["loss_mirrored"], result["loss_single"], rtol=1e-5)
+
+
+@jax_only
+def test_jax_default_installs_no_distribution():
+    assert distribute.get_strategy("default") is None
+    assert keras.distribution.distribution() is None
