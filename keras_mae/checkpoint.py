@@ -6,7 +6,8 @@ checkpoint/
   latest                  text: the name of the newest complete step folder
   step_00000123/
     state.weights.h5      model and optimizer variables (`model.save_weights`)
-    state.json            {"global_step", "epoch", "step_in_epoch", "model_config"}
+    state.json            {"global_step", "epoch", "step_in_epoch", "model_config",
+                           "seed_states"}
 ```
 A step folder is written under a temporary name and renamed when complete;
 `latest` is replaced atomically after that. A kill at any moment leaves the
@@ -38,6 +39,36 @@ def model_config_of(model):
     return json.loads(json.dumps(model.get_config(), sort_keys=True, default=str))
 
 
+def _seed_generators(model):
+    """`{key: SeedGenerator}` of every random layer, so masks resume exactly.
+
+    Weight files do not hold `keras.random.SeedGenerator` states; without them a
+    resumed run would draw the masks of a fresh run. Keys are
+    `"{position}/{layer name}"` in the model's layer order (layer paths are not
+    set until a layer is first called).
+    """
+    found = {}
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    for position, layer in enumerate(layers):
+        generator = getattr(layer, "seed_generator", None)
+        if isinstance(generator, keras.random.SeedGenerator):
+            found[f"{position}/{layer.name}"] = generator
+    return found
+
+
+def seed_states(model):
+    """`{layer key: [int, int]}`: the current states of the model's seed generators."""
+    return {path: [int(v) for v in keras.ops.convert_to_numpy(g.state.value)]
+            for path, g in _seed_generators(model).items()}
+
+
+def restore_seed_states(model, states):
+    """Assigns saved seed-generator states (keys absent on either side are skipped)."""
+    for key, generator in _seed_generators(model).items():
+        if key in states:
+            generator.state.assign(keras.ops.convert_to_tensor(states[key], generator.state.dtype))
+
+
 def save_checkpoint(directory, model, global_step, epoch, step_in_epoch, keep=2):
     """Writes a checkpoint of `model` (and its optimizer) and returns its folder.
 
@@ -61,6 +92,7 @@ def save_checkpoint(directory, model, global_step, epoch, step_in_epoch, keep=2)
         "epoch": int(epoch),
         "step_in_epoch": int(step_in_epoch),
         "model_config": model_config_of(model),
+        "seed_states": seed_states(model),
     }
     _atomic_write_text(os.path.join(tmp, STATE), json.dumps(state, indent=2, sort_keys=True))
     if os.path.exists(final):
@@ -121,6 +153,7 @@ def restore_checkpoint(folder, model):
         model.load_weights(weights)
     except Exception as error:  # h5py raises OSError, Keras ValueError
         raise ValueError(f"Cannot load checkpoint {weights}: {error}") from error
+    restore_seed_states(model, state.get("seed_states", {}))
     return state
 
 

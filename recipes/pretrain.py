@@ -187,6 +187,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 
     if config.mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    # weight initialisation is seeded too, so the same command gives the same run
+    keras.utils.set_random_seed(config.seed)
 
     from keras_mae import callbacks as mae_callbacks
     from keras_mae import checkpoint, data
@@ -254,7 +256,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         dataset = data.pretrain_dataset(
             source, config.image_size, config.batch_size, seed=config.seed * 100003 + epoch,
-            shuffle_buffer=config.shuffle_buffer, num_channels=model.num_channels)
+            shuffle_buffer=config.shuffle_buffer, num_channels=model.num_channels,
+            reshuffle_each_iteration=False)
         if step_in_epoch:
             dataset = dataset.skip(step_in_epoch)
         stop_after_epoch = keras.callbacks.LambdaCallback(

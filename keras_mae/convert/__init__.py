@@ -17,4 +17,4 @@ from keras_mae.convert.official import from_official_checkpoint
 from keras_mae.convert.official import load_official_state_dict
 from keras_mae.convert.official import to_official_state_dict
 from keras_mae.convert.official import weight_table
-from keras_mae.convert.pos_embed import interpolate_pos_embed
+from keras_mae.pos_embed import interpolate_pos_embed

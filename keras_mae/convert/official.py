@@ -21,7 +21,7 @@ import numpy as np
 from keras import ops
 
 from keras_mae import ops as mae_ops
-from keras_mae.convert.pos_embed import interpolate_pos_embed
+from keras_mae.pos_embed import interpolate_pos_embed
 from keras_mae.models.masked_autoencoder import MaskedAutoencoder
 from keras_mae.models.vit_encoder import ViTEncoder
 

@@ -65,7 +65,7 @@ def _prepare(source, batch_size, drop_remainder, repeat):
 
 
 def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
-           transform):
+           transform, reshuffle=True):
     """Shared shuffle -> repeat -> per-example seed -> map -> batch chain.
 
     ``transform(element, example_seed)`` receives the decoded dict element
@@ -76,10 +76,10 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
     ds = source.records if lazy else source.dataset
     decode = source.decode if lazy else (lambda element: element)
     if shuffle_buffer > 1:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     if repeat:
         ds = ds.repeat()
-    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
+    randoms = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle)
     ds = tf.data.Dataset.zip(ds, randoms)
 
     def apply(element, random):
@@ -100,7 +100,7 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
 def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=10000,
                      drop_remainder=True, repeat=False, augment=True, num_channels=3,
                      crop_scale=(0.2, 1.0), mean=_augment.IMAGENET_MEAN,
-                     std=_augment.IMAGENET_STD):
+                     std=_augment.IMAGENET_STD, reshuffle_each_iteration=True):
     """Image-only batches for MAE pretraining.
 
     Each image is (with ``augment=True``) randomly resized-cropped to
@@ -124,6 +124,11 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         crop_scale: (min, max) area fraction of the random crop.
         mean: per-channel normalisation mean on the 0-1 scale.
         std: per-channel normalisation std on the 0-1 scale.
+        reshuffle_each_iteration: each new pass over the dataset draws a new
+            order and new crops (True), or every pass repeats the first (False:
+            for a dataset built per epoch with an epoch seed, so that a pass
+            that Keras starts only to peek at a batch cannot change the data
+            of a resumed run).
 
     Returns:
         ``tf.data.Dataset`` of float32 tensors (B, S, S, C).
@@ -153,7 +158,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         return _augment.normalize(image, mean, std)
 
     return _build(source, batch_size, seed, shuffle_buffer, drop_remainder,
-                  repeat, transform)
+                  repeat, transform, reshuffle=reshuffle_each_iteration)
 
 
 def labeled_dataset(source, image_size, batch_size, training, seed=0,

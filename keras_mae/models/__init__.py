@@ -1,5 +1,7 @@
 """Models: the ViT encoder, the MAE decoder, the Masked Autoencoder and configs."""
 
+from keras_mae.models.classifier import ViTClassifier
+from keras_mae.models.classifier import encoder_arguments
 from keras_mae.models.configs import CONFIGS
 from keras_mae.models.configs import build
 from keras_mae.models.configs import mae_vit_base_patch16

@@ -171,11 +171,14 @@ class ViTEncoder(keras.Model):
         """`(B, L, p * p * C)` -> `(B, L, D)` tokens with positions added."""
         return self.position_embedding(self.patch_embedding(patches))
 
-    def encode_tokens(self, tokens, training=None):
+    def encode_tokens(self, tokens, training=None, apply_norm=True):
         """Prepends the class token and runs the blocks and the final norm.
 
         Args:
             tokens: `(B, N, D)` embedded patch tokens (all or visible ones).
+            training: bool.
+            apply_norm: bool, apply `encoder_norm` (False for global-pool
+                fine-tuning, which normalises the pooled token instead).
 
         Returns:
             `(B, 1 + N, D)`.
@@ -186,7 +189,7 @@ class ViTEncoder(keras.Model):
         x = ops.concatenate([cls, ops.cast(tokens, self.compute_dtype)], axis=1)
         for block in self.blocks:
             x = block(x, training=training)
-        return self.norm(x)
+        return self.norm(x) if apply_norm else x
 
     def call(self, images, training=None):
         return self.encode_tokens(self.embed_patches(self.patchify(images)), training=training)
