@@ -57,6 +57,9 @@ def main():
     parser.add_argument("--num-224-images", type=int, default=512,
                         help="distinct random 256x256 images for the 224 px run")
     parser.add_argument("--output", default="pipeline_throughput.json")
+    parser.add_argument("--train-backend", default="jax",
+                        help="also time a training step of the matching model on this Keras "
+                             "backend (tensorflow, jax, torch), or 'none'")
     args = parser.parse_args()
 
     if not os.path.isfile(args.data):
@@ -76,12 +79,26 @@ def main():
                             batches=args.batches, seconds=round(seconds, 2),
                             images_per_second=round(rate, 1)))
 
+    if args.train_backend != "none":
+        # The training step that this pipeline feeds, timed on the same machine
+        # (tiny ViT at 32 px, ViT-B/16 at 224 px): the pipeline must outrun it.
+        from benchmarks.train_throughput import run_job
+
+        for r, setting in zip(results, ("tiny32", "base224")):
+            step = run_job((args.train_backend, setting, "visible_only"), steps=3, warmup=2,
+                           timeout=1800)
+            r["train_setting"] = f"{setting}/{args.train_backend} batch {step.get('batch')}"
+            r["train_images_per_second"] = round(step.get("images_per_s", float("nan")), 1)
+            r["pipeline_over_train"] = round(r["images_per_second"] / r["train_images_per_second"], 1)
+
     header = f"{'setting':<17}{'image_size':>11}{'batch_size':>11}{'batches':>9}" \
-             f"{'images/s':>11}"
+             f"{'images/s':>11}{'train img/s':>13}{'pipeline/train':>16}"
     print(header)
     for r in results:
         print(f"{r['setting']:<17}{r['image_size']:>11}{r['batch_size']:>11}"
-              f"{r['batches']:>9}{r['images_per_second']:>11.0f}")
+              f"{r['batches']:>9}{r['images_per_second']:>11.0f}"
+              f"{r.get('train_images_per_second', float('nan')):>13.1f}"
+              f"{r.get('pipeline_over_train', float('nan')):>16.1f}")
     report = dict(results=results, cpu_count=os.cpu_count(),
                   tensorflow=tf.__version__, python=platform.python_version())
     with open(args.output, "w") as f:
