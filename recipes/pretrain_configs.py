@@ -49,10 +49,14 @@ class PretrainConfig:
 def digits():
     """The embedded default: scikit-learn's 8x8 digits (1,500 train images) at 32 px.
 
-    Command: `python recipes/pretrain.py --config digits --output-dir runs/digits`
-    Time: about 3 minutes on a 2-core CPU (JAX or TensorFlow backend).
-    Result: norm_pix masked-patch loss falls from about 1.0 (predicting zeros)
-    to about 0.45; reconstructions show the digit strokes from 25% of patches.
+    Command: `KERAS_BACKEND=tensorflow python recipes/pretrain.py --config digits
+    --output-dir runs/digits`
+    Time: 3 min 51 s in all (218 s of training, 690 steps) measured on a
+    2-core CPU that other jobs shared (load ~4), TensorFlow backend with XLA.
+    Result: norm_pix masked-patch loss 1.66 in epoch 1, 0.49 in epoch 30
+    (predicting zeros scores 1.0); a linear probe on the class token reaches
+    90.9% top-1 on the 297 test digits against 87.9% for the same encoder
+    untrained (`recipes/linear_probe.py --config digits`).
     """
     return PretrainConfig(
         model="mae_vit_tiny_patch4",
