@@ -75,6 +75,9 @@ class RandomMasking(keras.layers.Layer):
 
     def __init__(self, mask_ratio=0.75, seed=None, **kwargs):
         super().__init__(**kwargs)
+        # No float weights; inputs keep their dtype, so float32 `noise` is not
+        # rounded to a mixed policy's compute dtype (ties would change the mask).
+        self.autocast = False
         validate_mask_ratio(mask_ratio)
         self.mask_ratio = mask_ratio
         self.seed = seed

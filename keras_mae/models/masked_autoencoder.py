@@ -1,6 +1,7 @@
 """The Masked Autoencoder model: encoder on visible patches, decoder, loss."""
 
 import keras
+import numpy as np
 from keras import ops
 
 from keras_mae import ops as mae_ops
@@ -11,6 +12,9 @@ from keras_mae.models.mae_decoder import MAEDecoder
 from keras_mae.models.vit_encoder import ViTEncoder
 
 IMAGES_KEY = "images"
+# Pixels in [0, 1] normalised with the ImageNet mean and std lie within about
+# [-2.2, 2.7]; a larger magnitude means the images were not normalised.
+MAX_ABS_PIXEL = 20.0
 
 
 def images_from_batch(inputs):
@@ -28,6 +32,34 @@ def images_from_batch(inputs):
     return inputs
 
 
+def check_pixel_values(images):
+    """Raises `ValueError` for non-finite or unnormalised pixels of a numpy batch.
+
+    Only concrete float numpy arrays are inspected (a cheap pass on the host):
+    tensors, as `fit` and traced functions see them, pass through untouched.
+    """
+    if not isinstance(images, np.ndarray) or images.size == 0:
+        return
+    if not np.issubdtype(images.dtype, np.floating):
+        return
+    finite = np.isfinite(images)
+    if not finite.all():
+        bad = images[~finite]
+        raise ValueError(
+            f"Images contain {bad.size} non-finite pixel value(s), e.g. {bad.flat[0]!r} "
+            f"(nan or inf). Received: shape={images.shape}"
+        )
+    peak = float(np.abs(images).max())
+    if peak > MAX_ABS_PIXEL:
+        raise ValueError(
+            f"Images hold pixel values up to {peak:g} in absolute value (max |x| > "
+            f"{MAX_ABS_PIXEL:g}): they look unnormalised (0-255?). Expected pixels in "
+            f"[0, 1] normalised with the ImageNet mean and std: "
+            f"(images / 255 - keras_mae.ops.IMAGENET_MEAN) / keras_mae.ops.IMAGENET_STD, "
+            f"as `keras_mae.data` produces."
+        )
+
+
 @keras.saving.register_keras_serializable(package="keras_mae")
 class MaskedAutoencoder(keras.Model):
     """Masked Autoencoder (He et al., 2021) with a ViT encoder.
@@ -40,7 +72,9 @@ class MaskedAutoencoder(keras.Model):
 
     Images are float `(B, H, W, C)`; the library's convention (as the official
     code) is pixels in [0, 1] normalised with the ImageNet mean and std, which
-    `keras_mae.data` produces.
+    `keras_mae.data` produces. A numpy batch passed to the model directly is
+    checked first: NaN/inf pixels, or values above 20 in magnitude (0-255
+    pixels), raise `ValueError`.
 
     Args:
         image_size: int or `(height, width)`, divisible by `patch_size`.
@@ -102,6 +136,10 @@ class MaskedAutoencoder(keras.Model):
         **kwargs,
     ):
         super().__init__(**kwargs)
+        # Inputs keep their dtype at entry (the patch embedding casts the
+        # pixels): under a mixed policy, explicit `noise` must not be rounded
+        # to the compute dtype, where distinct values tie and change the mask.
+        self.autocast = False
         policy = self.dtype_policy
         self.encoder = ViTEncoder(
             image_size=image_size,
@@ -171,6 +209,13 @@ class MaskedAutoencoder(keras.Model):
                 f"compile it without `loss`. Received: loss={loss!r}"
             )
         super().compile(optimizer=optimizer, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        # Concrete numpy batches are checked here, before Keras converts them
+        # to tensors; tensors (fit, jit tracing) are not inspected.
+        inputs = args[0] if args else kwargs.get("inputs")
+        check_pixel_values(images_from_batch(inputs))
+        return super().__call__(*args, **kwargs)
 
     def call(self, inputs, noise=None, training=None):
         patches = self.encoder.patchify(images_from_batch(inputs))
