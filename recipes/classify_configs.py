@@ -150,14 +150,20 @@ def probe_paper_vit_base():
 
 
 def finetune_digits():
-    """Fine-tuning the digits encoder on the embedded digits with the full recipe.
+    """Fine-tuning the digits encoder on the embedded digits, regularised for 1,500 images.
 
-    Command: `python recipes/finetune.py --config digits --encoder
-    runs/digits/encoder.keras --output-dir runs/digits_finetune`.
-    Time and result: see the fine-tuning issue notes.
+    Command: `KERAS_BACKEND=tensorflow python recipes/finetune.py --config digits
+    --encoder runs/digits/encoder.keras --output-dir runs/digits_finetune`.
+    Time: 4 min 49 s on a shared 2-core CPU (30 epochs).
+    Result: top-1 89.2% (top-5 99.3%) on the 297 test digits. The ImageNet
+    recipe's full regularisation (mixup 0.8, cutmix 1.0, RandAugment, erasing
+    0.25, crops from 8% of the area) reached only 65.7% in the same 30 epochs
+    (7 min 9 s): too strong for 1,500 8x8 digits, so this config turns mixup,
+    cutmix, RandAugment and erasing off and crops from 35% of the area.
     """
     return FinetuneConfig(model_overrides=dict(_DIGITS_MODEL), epochs=30, batch_size=64,
-                          base_lr=1e-3, warmup_epochs=3, layer_decay=0.75)
+                          base_lr=4e-3, warmup_epochs=3, layer_decay=0.75, mixup=0.0,
+                          cutmix=0.0, rand_augment_ops=0, erasing_prob=0.0, crop_min=0.35)
 
 
 def finetune_cifar10():

@@ -76,6 +76,11 @@ def exclude_from_weight_decay_mae(optimizer, variables, extra_names=()):
         extra_names = (extra_names,)
     extra_names = tuple(extra_names)
     variables = list(variables)
+    if not variables:
+        raise ValueError(
+            "exclude_from_weight_decay_mae received no variables: build the model first "
+            "(`model.build()`), then pass `model.trainable_variables`."
+        )
     excluded = [v for v in variables if _is_excluded(v, extra_names)]
     optimizer.exclude_from_weight_decay(var_list=excluded)
     return [getattr(v, "path", None) or v.name for v in excluded]
