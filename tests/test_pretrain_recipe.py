@@ -92,3 +92,23 @@ def test_every_named_config_builds_its_model_config():
         assert config.batch_size >= 1 and config.epochs >= 1
     paper = get_config("paper_vit_base")
     assert (paper.batch_size, paper.base_lr, paper.warmup_epochs, paper.epochs) == (4096, 1.5e-4, 40, 800)
+
+
+def test_gradient_accumulation_and_learning_rate_rule():
+    config = get_config("digits")
+    config.batch_size, config.accum_steps, config.base_lr = 32, 4, 1e-3
+    model = pretrain.build_model(config)
+    model.build()
+    optimizer, peak = pretrain.build_optimizer(config, model, steps_per_epoch=10)
+    assert optimizer.gradient_accumulation_steps == 4
+    assert peak == pytest.approx(1e-3 * 32 * 4 / 256)
+    model.compile(optimizer=optimizer)
+    x = np.random.RandomState(0).rand(32, 32, 32, 3).astype("float32")
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.trainable_variables]
+    for step in range(4):
+        model.train_on_batch(x)
+        changed = any(not np.array_equal(b, keras.ops.convert_to_numpy(v))
+                      for b, v in zip(before, model.trainable_variables))
+        # weights move only once four micro-batches are accumulated
+        assert changed == (step == 3), step
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 1
