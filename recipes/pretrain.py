@@ -78,16 +78,21 @@ def resolve_config(args):
     return config
 
 
-def parse_jit_compile(value, backend=None):
+def parse_jit_compile(value, backend=None, replicas=1):
     """`"auto"`, true or false (from a flag or a config) -> Keras' `jit_compile`.
 
-    `"auto"` means XLA on TensorFlow and JAX (on a CPU, Keras' own "auto" leaves
-    TensorFlow uncompiled, about 1.5x slower) and eager PyTorch.
+    `"auto"` means XLA on JAX, and on TensorFlow with one replica (on a CPU,
+    Keras' own "auto" leaves TensorFlow uncompiled, about 1.5x slower); with
+    several TensorFlow replicas it stays Keras' "auto", because XLA has no
+    cross-replica collectives on CPUs. PyTorch runs eagerly.
     """
     if value == "auto":
         import keras
 
-        return (backend or keras.backend.backend()) in ("tensorflow", "jax")
+        backend = backend or keras.backend.backend()
+        if backend == "tensorflow" and replicas > 1:
+            return "auto"
+        return backend in ("tensorflow", "jax")
     if isinstance(value, bool):
         return value
     try:
@@ -219,7 +224,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         model = build_model(config)
         model.build()
         optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
-        model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(config.jit_compile))
+        model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(
+            config.jit_compile, replicas=replicas))
         distribute.configure_model(model, dist)
 
         # every worker restores the chief's checkpoint (the shared output directory)

@@ -37,7 +37,9 @@ def args(data, out, *extra):
 
 def test_finetune_end_to_end(data, tmp_path, capsys):
     out = tmp_path / "ft"
-    assert finetune.main(args(data, out)) == 0
+    full_recipe = ["--mixup", "0.8", "--cutmix", "1.0", "--rand-augment-ops", "2",
+                   "--erasing-prob", "0.25"]
+    assert finetune.main(args(data, out, *full_recipe)) == 0
     printed = capsys.readouterr().out
     assert "RandAugment (2 ops, m 9" in printed and "layer decay 0.75" in printed
     metrics = json.load(open(out / "metrics.json"))
