@@ -13,6 +13,21 @@ Results print as a table and are written to JSON.
 
 Usage: `python benchmarks/train_throughput.py [--quick] [--output train_throughput.json]`
 (`--quick`: fewer steps and the small config only, for a smoke test).
+
+Measured in one run (2-core x86-64 CPU, no GPU, Keras 3.15.1, TF 2.21, JAX 0.10.2,
+torch 2.13.0+cpu with 2 threads, transformers 5.24; median step after warm-up):
+
+    setting  implementation          variant                 images/s  vs HF
+    tiny32   keras_mae/tensorflow    visible_only              144.68   1.23
+    tiny32   keras_mae/jax           visible_only               59.46   0.50
+    tiny32   keras_mae/torch         visible_only              119.03   1.01
+    tiny32   hf_transformers/torch   visible_only              118.00   1.00
+    base224  keras_mae/tensorflow    visible_only                2.84   1.05
+    base224  keras_mae/jax           visible_only                1.45   0.54
+    base224  keras_mae/torch         visible_only                2.54   0.94
+    base224  hf_transformers/torch   visible_only                2.69   1.00
+    asymmetric saving, ViT-B/16: TensorFlow step time x2.37 for FLOPs x2.35 (101%),
+    JAX x2.85 (121%)
 """
 
 import argparse
