@@ -20,8 +20,6 @@ OUTPUT/
 ```
 """
 
-import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -31,37 +29,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.classify_configs import ProbeConfig, get_probe_config  # noqa: E402
-from recipes.pretrain import check_output_dir, parse_jit_compile, str2bool  # noqa: E402
+from recipes.flags import build_parser, resolve_config  # noqa: E402
+from recipes.pretrain import check_output_dir, parse_jit_compile  # noqa: E402
 
 # ----------------------------------------------------------------------------
 # Shared with recipes/finetune.py
-
-
-def build_parser(config_class, description):
-    """A parser with `--config`, `--output-dir` and one flag per field of `config_class`."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--config", default="digits", help="named config (classify_configs)")
-    parser.add_argument("--output-dir", required=True, help="where outputs go")
-    for field in dataclasses.fields(config_class):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type is bool:
-            parser.add_argument(flag, type=str2bool, default=None)
-        elif field.type is dict:
-            parser.add_argument(flag, type=json.loads, default=None, help="JSON object")
-        elif field.type in (int, float):
-            parser.add_argument(flag, type=field.type, default=None)
-        else:
-            parser.add_argument(flag, default=None)
-    return parser
-
-
-def resolve_config(args, config_class, get_config):
-    config = get_config(args.config)
-    for field in dataclasses.fields(config_class):
-        value = getattr(args, field.name)
-        if value is not None:
-            setattr(config, field.name, value)
-    return config
 
 
 def validate_common(config):

@@ -25,7 +25,6 @@ checkpoint, so OUTPUT must be on a file system all workers share.
 """
 
 import argparse
-import dataclasses
 import json
 import os
 import shutil
@@ -36,46 +35,24 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from recipes import flags  # noqa: E402
+from recipes.flags import str2bool  # noqa: E402
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 
 
-def str2bool(text):
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected a boolean, got {text!r}")
-
-
 def build_parser():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--config", default="digits", help="named config (pretrain_configs.CONFIGS)")
-    parser.add_argument("--output-dir", required=True, help="where checkpoints and outputs go")
+    parser = flags.build_parser(PretrainConfig, __doc__.split("\n")[0],
+                                config_help="named config (pretrain_configs.CONFIGS)")
     parser.add_argument("--strategy", default="default",
                         help="distribution strategy (keras_mae.distribute.get_strategy): default, "
                              "mirrored, multi_worker, tpu (TensorFlow); data_parallel (JAX)")
     parser.add_argument("--tpu-address", default=None,
                         help="TPU name or grpc:// address for --strategy tpu (else TPU_NAME)")
-    for field in dataclasses.fields(PretrainConfig):
-        flag = "--" + field.name.replace("_", "-")
-        if field.type is bool:
-            parser.add_argument(flag, type=str2bool, default=None)
-        elif field.type is dict:
-            parser.add_argument(flag, type=json.loads, default=None, help="JSON object")
-        elif field.type in (int, float):
-            parser.add_argument(flag, type=field.type, default=None)
-        else:
-            parser.add_argument(flag, default=None)
     return parser
 
 
 def resolve_config(args):
-    config = get_config(args.config)
-    for field in dataclasses.fields(PretrainConfig):
-        value = getattr(args, field.name)
-        if value is not None:
-            setattr(config, field.name, value)
-    return config
+    return flags.resolve_config(args, PretrainConfig, get_config)
 
 
 def parse_jit_compile(value, backend=None, replicas=1):
