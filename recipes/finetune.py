@@ -24,7 +24,6 @@ OUTPUT/
 ```
 """
 
-import json
 import os
 import sys
 import time
@@ -34,9 +33,9 @@ if __package__ in (None, ""):
 
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
 from recipes.linear_probe import (build_parser, check_encoder_source,  # noqa: E402
-                                  dataset_labels, load_encoder, load_sources,
-                                  resolve_config, save_model_atomic, topk_accuracy,
-                                  validate_common, verbosity, warmup_cosine, write_atomic)
+                                  dataset_labels, load_encoder, load_sources, report,
+                                  resolve_config, validate_common, verbosity, warmup_cosine,
+                                  write_atomic)
 from recipes.pretrain import check_output_dir, parse_jit_compile  # noqa: E402
 
 
@@ -170,14 +169,8 @@ def run(config, output_dir, log=print):
     eval_ds = data.labeled_dataset(eval_source, size, config.batch_size, training=False,
                                    num_channels=channels)
     logits = model.predict(eval_ds, verbose=0)
-    labels = dataset_labels(eval_ds)
-    metrics = {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
-    write_atomic(os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2))
-    save_model_atomic(model, os.path.join(output_dir, "classifier.keras"))
-    result = {**metrics, "eval_images": int(len(labels)),
-              "seconds": round(time.time() - started, 1)}
-    log(f"done: {json.dumps(result)}")
-    return result
+    return report(output_dir, model, "classifier.keras", logits, dataset_labels(eval_ds),
+                  started, log)
 
 
 def main(argv=None):

@@ -309,10 +309,15 @@ def run(config, output_dir, log=print):
         raise RuntimeError("the frozen encoder's weights changed during the probe")
 
     logits = head.predict(features(eval_ds), verbose=0)
-    labels = dataset_labels(eval_ds)
+    return report(output_dir, head, "probe_head.keras", logits, dataset_labels(eval_ds),
+                  started, log)
+
+
+def report(output_dir, model, model_file, logits, labels, started, log):
+    """Writes `metrics.json` (top-1/top-5 of `logits`) and the model, atomically; logs and returns the figures."""
     metrics = {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
     write_atomic(os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2))
-    save_model_atomic(head, os.path.join(output_dir, "probe_head.keras"))
+    save_model_atomic(model, os.path.join(output_dir, model_file))
     result = {**metrics, "eval_images": int(len(labels)),
               "seconds": round(time.time() - started, 1)}
     log(f"done: {json.dumps(result)}")
