@@ -287,3 +287,35 @@ def is_chief():
         has_chief = bool((config.get("cluster") or {}).get("chief"))
         return task_type == "worker" and index == 0 and not has_chief
     return True
+
+
+def barrier(strategy=None):
+    """Waits until every worker of a TensorFlow multi-worker strategy gets here.
+
+    Runs one all-reduce of the value 1 over all replicas. Call it before a
+    worker exits (after the chief's last write): a worker that leaves while
+    another still talks to it makes that one fail with "Collective ops is
+    aborted by: Socket closed". With other strategies, and on JAX and
+    PyTorch, it returns at once.
+
+    Args:
+        strategy: what `get_strategy` returned.
+
+    Returns:
+        int: the number of replicas that reached the barrier (1 when there
+        was nothing to wait for).
+
+    Example:
+    ```python
+    _export(model, write_dir)
+    distribute.barrier(strategy)
+    ```
+    """
+    if keras.backend.backend() != "tensorflow" or strategy is None:
+        return 1
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return 1
+    ones = strategy.run(lambda: tf.constant(1, tf.int32))
+    return int(strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None).numpy())

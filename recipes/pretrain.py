@@ -273,7 +273,12 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     if not os.path.exists(final_grid):
         recon.write(config.epochs)
     _export(model, write_dir)
+    # workers leave together: one that exits while the other still talks to it
+    # aborts the other's collectives ("Socket closed")
+    arrived = distribute.barrier(dist)
     result = {"steps": total_steps, "seconds": round(time.time() - started, 1)}
+    if arrived > 1:
+        log(f"  barrier        {arrived} replicas finished")
     result["final_loss"] = _last_loss(history_path)
     log(f"done: {json.dumps(result)}; encoder at {os.path.join(write_dir, 'encoder.keras')}")
     return result

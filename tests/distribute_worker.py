@@ -154,7 +154,7 @@ def jax_step():
 
 
 def pretrain_crash(step, argv):
-    from keras_mae import checkpoint
+    from keras_mae import checkpoint, distribute
     from recipes import pretrain
 
     original = checkpoint.StepCheckpoint.on_train_batch_end
@@ -162,6 +162,9 @@ def pretrain_crash(step, argv):
     def on_train_batch_end(self, batch, logs=None):
         original(self, batch, logs)
         if self.global_step >= step:
+            # both workers die after the same step, neither while the other still
+            # waits on it (that one would fail with "Socket closed" instead)
+            distribute.barrier(self.model.distribute_strategy)
             print(f"CRASH at step {self.global_step}", flush=True)
             os._exit(3)
 

@@ -187,10 +187,26 @@ def run_pair(command, tmp_path, name, timeout=300):
     return results
 
 
+TRANSPORT_FAILURE = "Socket closed"
+
+
 @pytest.fixture(scope="module")
 def multi_worker_run(tmp_path_factory):
-    """Two workers crash right after step 3 (checkpoint at step 2), then the pair restarts."""
-    tmp_path = tmp_path_factory.mktemp("multi_worker")
+    """Two workers crash right after step 3 (checkpoint at step 2), then the pair restarts.
+
+    Runs the whole scenario again, once, in a fresh folder when a worker lost
+    its gRPC connection on 127.0.0.1 ("Socket closed"): a transport failure
+    of the test machine, not of the recipe (the recipe and the crash both wait
+    at a barrier before a worker exits). Any other failure is kept.
+    """
+    run = _multi_worker_scenario(tmp_path_factory.mktemp("multi_worker"))
+    logs = [log for code, log in run["crashed"] + run["restarted"] if code not in (0, 3)]
+    if any(TRANSPORT_FAILURE in log for log in logs):
+        run = _multi_worker_scenario(tmp_path_factory.mktemp("multi_worker_again"))
+    return run
+
+
+def _multi_worker_scenario(tmp_path):
     (tmp_path / "tmp").mkdir()
     rng = np.random.RandomState(0)
     npz = str(tmp_path / "tiny.npz")
@@ -215,6 +231,7 @@ def test_multi_worker_pretraining_resumes_after_the_pair_is_killed(multi_worker_
         assert code == 0, log[-3000:]
         # both workers load the chief's step-2 checkpoint, not step 0
         assert "(step 2 of 6)" in log and "2 replica(s)" in log, log[-3000:]
+        assert "barrier        2 replicas finished" in log, log[-3000:]
     assert "chief" in restarted[0][1] and "worker, writing to" in restarted[1][1]
 
 
