@@ -35,3 +35,29 @@ def random_images(n=4, size=32, channels=3, seed=0):
 
 def random_noise(n, length, seed=1):
     return np.random.RandomState(seed).rand(n, length).astype("float32")
+
+
+def write_recipe_inputs(folder, splits, unlabelled, encoder_arch):
+    """Files the probe and fine-tuning recipes read, written into `folder`.
+
+    Args:
+        folder: a `pathlib.Path`.
+        splits: dict name -> (uint8 images `(N, H, W, 3)`, int labels `(N,)`).
+        unlabelled: uint8 images without labels (saved as `unlabelled.npz`).
+        encoder_arch: `ViTEncoder` arguments; the encoder (seed 0) is saved
+            as `encoder.keras`.
+
+    Returns:
+        dict of paths: one per split, `"unlabelled"` and `"encoder"`.
+    """
+    paths = {}
+    for name, (x, y) in splits.items():
+        paths[name] = str(folder / f"{name}.npz")
+        np.savez(paths[name], x=x, y=y)
+    paths["unlabelled"] = str(folder / "unlabelled.npz")
+    np.savez(paths["unlabelled"], x=unlabelled)
+    encoder = keras_mae.models.ViTEncoder(**encoder_arch, seed=0)
+    encoder.build()
+    paths["encoder"] = str(folder / "encoder.keras")
+    encoder.save(paths["encoder"])
+    return paths

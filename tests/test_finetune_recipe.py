@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mae.models import ViTEncoder
+from conftest import write_recipe_inputs
 from keras_mae.models.classifier import ViTClassifier
 from recipes import finetune
 
@@ -13,20 +13,11 @@ ARCH = dict(image_size=16, patch_size=8, hidden_dim=16, depth=2, num_heads=2)
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
     rng = np.random.RandomState(0)
-    paths = {}
-    for name, n in (("train", 32), ("eval", 12)):
-        paths[name] = str(folder / f"{name}.npz")
-        np.savez(paths[name], x=rng.randint(0, 256, (n, 16, 16, 3)).astype("uint8"),
-                 y=np.arange(n) % 3)
-    paths["unlabelled"] = str(folder / "unlabelled.npz")
-    np.savez(paths["unlabelled"], x=rng.randint(0, 256, (8, 16, 16, 3)).astype("uint8"))
-    encoder = ViTEncoder(**ARCH, seed=0)
-    encoder.build()
-    paths["encoder"] = str(folder / "encoder.keras")
-    encoder.save(paths["encoder"])
-    return paths
+    splits = {name: (rng.randint(0, 256, (n, 16, 16, 3)).astype("uint8"), np.arange(n) % 3)
+              for name, n in (("train", 32), ("eval", 12))}
+    unlabelled = rng.randint(0, 256, (8, 16, 16, 3)).astype("uint8")
+    return write_recipe_inputs(tmp_path_factory.mktemp("data"), splits, unlabelled, ARCH)
 
 
 def args(data, out, *extra):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 import pytest
 
+from conftest import write_recipe_inputs
 from keras_mae.models import ViTEncoder
 from keras_mae.optimizers import LARS
 from recipes import linear_probe
@@ -33,19 +34,8 @@ def colour_images(n, seed):
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("data")
-    paths = {}
-    for name, n, seed in (("train", 128, 0), ("eval", 64, 1)):
-        x, y = colour_images(n, seed)
-        paths[name] = str(folder / f"{name}.npz")
-        np.savez(paths[name], x=x, y=y)
-    paths["unlabelled"] = str(folder / "unlabelled.npz")
-    np.savez(paths["unlabelled"], x=colour_images(8, 2)[0])
-    encoder = ViTEncoder(**ARCH, seed=0)
-    encoder.build()
-    paths["encoder"] = str(folder / "encoder.keras")
-    encoder.save(paths["encoder"])
-    return paths
+    splits = {"train": colour_images(128, 0), "eval": colour_images(64, 1)}
+    return write_recipe_inputs(tmp_path_factory.mktemp("data"), splits, colour_images(8, 2)[0], ARCH)
 
 
 def args(data, out, *extra):

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_mae.models.serialization import base_config
 from keras_mae.models.vit_encoder import ViTEncoder
 from keras_mae.pos_embed import interpolate_pos_embed
 
@@ -249,11 +250,7 @@ class ViTClassifier(keras.Model):
         return model
 
     def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
-        }
+        config = base_config(self)
         config.update(
             {
                 "encoder_config": dict(self.encoder_config),

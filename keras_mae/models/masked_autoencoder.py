@@ -9,6 +9,7 @@ from keras_mae.layers import RandomMasking
 from keras_mae.layers.random_masking import validate_mask_ratio
 from keras_mae.losses import MaskedReconstructionLoss
 from keras_mae.models.mae_decoder import MAEDecoder
+from keras_mae.models.serialization import base_config
 from keras_mae.models.vit_encoder import ViTEncoder
 
 IMAGES_KEY = "images"
@@ -248,11 +249,7 @@ class MaskedAutoencoder(keras.Model):
         return loss
 
     def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
-        }
+        config = base_config(self)
         config.update(
             {
                 "image_size": list(self.image_size),

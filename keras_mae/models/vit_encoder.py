@@ -6,6 +6,7 @@ from keras import ops
 
 from keras_mae import ops as mae_ops
 from keras_mae.layers import PatchEmbedding, SinCosPositionEmbedding, TransformerBlock
+from keras_mae.models.serialization import base_config
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
@@ -198,11 +199,7 @@ class ViTEncoder(keras.Model):
         return (input_shape[0], 1 + self.num_patches, self.hidden_dim)
 
     def get_config(self):
-        config = {
-            "name": self.name,
-            "trainable": self.trainable,
-            "dtype": keras.saving.serialize_keras_object(self.dtype_policy),
-        }
+        config = base_config(self)
         config.update(
             {
                 "image_size": list(self.image_size),
