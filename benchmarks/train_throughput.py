@@ -14,20 +14,36 @@ Results print as a table and are written to JSON.
 Usage: `python benchmarks/train_throughput.py [--quick] [--output train_throughput.json]`
 (`--quick`: fewer steps and the small config only, for a smoke test).
 
-Measured in one run (2-core x86-64 CPU, no GPU, Keras 3.15.1, TF 2.21, JAX 0.10.2,
-torch 2.13.0+cpu with 2 threads, transformers 5.24; median step after warm-up):
+Measured (2-core AMD EPYC x86-64 CPU with AVX-512, no GPU, Keras 3.15.1, TF 2.21,
+JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24; median step
+after warm-up). Tiny config, one run (`--settings tiny32`):
 
-    setting  implementation          variant                 images/s  vs HF
-    tiny32   keras_mae/tensorflow    visible_only              144.68   1.23
-    tiny32   keras_mae/jax           visible_only               59.46   0.50
-    tiny32   keras_mae/torch         visible_only              119.03   1.01
-    tiny32   hf_transformers/torch   visible_only              118.00   1.00
-    base224  keras_mae/tensorflow    visible_only                2.84   1.05
-    base224  keras_mae/jax           visible_only                1.45   0.54
-    base224  keras_mae/torch         visible_only                2.54   0.94
-    base224  hf_transformers/torch   visible_only                2.69   1.00
+    setting  implementation             variant        images/s   vs HF
+    tiny32   keras_mae/tensorflow       visible_only     146.50    1.24
+    tiny32   keras_mae/jax              visible_only      64.66    0.55
+    tiny32   keras_mae/torch            visible_only     118.94    1.00
+    tiny32   hf_transformers/torch      visible_only     118.39    1.00
+    tiny32   matmul_ceiling/tensorflow  visible_only     200.97    1.70
+    the step's matrix products alone: 200.97 img/s = 1.70x HF;
+    keras_mae/tensorflow reaches 73% of that
+
+ViT-B/16, an earlier run of the same script:
+
+    base224  keras_mae/tensorflow     visible_only                2.84   1.05
+    base224  keras_mae/jax            visible_only                1.45   0.54
+    base224  keras_mae/torch          visible_only                2.54   0.94
+    base224  hf_transformers/torch    visible_only                2.69   1.00
     asymmetric saving, ViT-B/16: TensorFlow step time x2.37 for FLOPs x2.35 (101%),
     JAX x2.85 (121%)
+
+What bounds the tiny config on this CPU: the products of one step
+(`benchmarks/matmul_ceiling.py`, 114 GFLOP per batch of 128) run at 170-182
+GFLOP/s when nothing else runs; 1.5x HF (178 img/s) would need the whole step
+at 88% of that. Swapping exact GELU for tanh, or the fused attention for
+explicit einsums, did not change the TensorFlow step beyond noise; SGD instead
+of AdamW saved about 5%. bfloat16 is not a way out on CPU: XLA's bfloat16
+products ran no faster than float32 (80-170 GFLOP/s); without XLA, oneDNN's
+bfloat16 products run 2x faster, but the unfused step was 136 img/s.
 """
 
 import argparse
@@ -52,7 +68,36 @@ def median(values):
     return values[len(values) // 2]
 
 
-def keras_worker(setting, steps, warmup, variant):
+def peak_memory_mb(backend):
+    """Peak memory of this process so far, in MiB: on the accelerator when there is one.
+
+    CPU: peak resident set size (`ru_maxrss`). GPU: the framework's own peak
+    (`torch.cuda.max_memory_allocated`, TensorFlow `get_memory_info("GPU:0")["peak"]`,
+    JAX `memory_stats()["peak_bytes_in_use"]`).
+    """
+    import resource
+
+    if backend == "torch":
+        import torch
+
+        if torch.cuda.is_available():
+            return {"gpu": torch.cuda.max_memory_allocated() / 2**20}
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if tf.config.list_physical_devices("GPU"):
+            return {"gpu": tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20}
+    elif backend == "jax":
+        import jax
+
+        device = jax.devices()[0]
+        if device.platform != "cpu":
+            return {"gpu": device.memory_stats()["peak_bytes_in_use"] / 2**20}
+    scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+    return {"cpu_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20}
+
+
+def keras_worker(setting, steps, warmup, variant, batch=None):
     """Runs in a subprocess with KERAS_BACKEND set; prints one JSON line."""
     import keras
     import numpy as np
@@ -60,7 +105,7 @@ def keras_worker(setting, steps, warmup, variant):
     import keras_mae
     from benchmarks.flops import mae_train_flops
 
-    spec = SETTINGS[setting]
+    spec = dict(SETTINGS[setting], batch=batch or SETTINGS[setting]["batch"])
     backend = keras.backend.backend()
     cls = None
     if variant == "mask_tokens_in_encoder":
@@ -83,17 +128,18 @@ def keras_worker(setting, steps, warmup, variant):
         "impl": f"keras_mae/{backend}", "setting": setting, "variant": variant,
         "batch": spec["batch"], "step_s": step, "images_per_s": spec["batch"] / step,
         "train_gflops_per_image": mae_train_flops(model, tokens) / 1e9,
+        "peak_memory_mb": peak_memory_mb(backend),
     }
 
 
-def hf_worker(setting, steps, warmup):
+def hf_worker(setting, steps, warmup, batch=None):
     import numpy as np
     import torch
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
     import keras_mae
 
-    spec = SETTINGS[setting]
+    spec = dict(SETTINGS[setting], batch=batch or SETTINGS[setting]["batch"])
     c = keras_mae.models.CONFIGS[spec["config"]]
     hf_config = ViTMAEConfig(
         image_size=c["image_size"], patch_size=c["patch_size"], num_channels=3,
@@ -119,17 +165,18 @@ def hf_worker(setting, steps, warmup):
     step = median(times)
     return {"impl": "hf_transformers/torch", "setting": setting, "variant": "visible_only",
             "batch": spec["batch"], "step_s": step, "images_per_s": spec["batch"] / step,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "peak_memory_mb": peak_memory_mb("torch")}
 
 
-def run_job(job, steps, warmup, timeout):
+def run_job(job, steps, warmup, timeout, batch=None):
     """Runs one measurement in a fresh process (a Keras backend is fixed per process)."""
     impl, setting, variant = job
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     if impl != "hf":
-        env["KERAS_BACKEND"] = impl
+        env["KERAS_BACKEND"] = "tensorflow" if impl == "ceiling" else impl
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, setting, variant,
-           "--steps", str(steps), "--warmup", str(warmup)]
+           "--steps", str(steps), "--warmup", str(warmup)] + (["--batch", str(batch)] if batch else [])
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -146,25 +193,37 @@ def main():
     parser.add_argument("--worker", nargs=3, metavar=("IMPL", "SETTING", "VARIANT"))
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--batch", type=int, default=None, help="override the setting's batch")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--settings", default="tiny32,base224",
+                        help="comma-separated settings to run: " + ", ".join(SETTINGS))
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--output", default="train_throughput.json")
     args = parser.parse_args()
     if args.worker:
         impl, setting, variant = args.worker
         if impl == "hf":
-            result = hf_worker(setting, args.steps, args.warmup)
+            result = hf_worker(setting, args.steps, args.warmup, args.batch)
+        elif impl == "ceiling":
+            from benchmarks.matmul_ceiling import ceiling
+
+            spec = SETTINGS[setting]
+            result = dict(ceiling(spec["config"], args.batch or spec["batch"]), setting=setting,
+                          variant=variant)
         else:
-            result = keras_worker(setting, args.steps, args.warmup, variant)
+            result = keras_worker(setting, args.steps, args.warmup, variant, args.batch)
         print(json.dumps(result))
         return 0
 
-    settings = ["tiny32"] if args.quick else ["tiny32", "base224"]
+    settings = ["tiny32"] if args.quick else args.settings.split(",")
+    for setting in settings:
+        if setting not in SETTINGS:
+            parser.error(f"--settings: unknown setting {setting!r}; known: {', '.join(SETTINGS)}")
     jobs = []
     for setting in settings:
-        for impl in ("tensorflow", "jax", "torch", "hf"):
+        for impl in ("tensorflow", "jax", "torch", "hf", "ceiling"):
             jobs.append((impl, setting, "visible_only"))
-    if not args.quick:
+    if "base224" in settings and not args.quick:
         jobs.append(("jax", "base224", "mask_tokens_in_encoder"))
         jobs.append(("tensorflow", "base224", "mask_tokens_in_encoder"))
     results = []
@@ -197,6 +256,14 @@ def main():
             best = max(keras_rs, key=lambda r: r["images_per_s"])
             summary[f"{setting}_fastest_keras_over_hf"] = {
                 "backend": best["impl"], "ratio": best["images_per_s"] / hf["images_per_s"]}
+            top = find("matmul_ceiling/tensorflow", setting)
+            if top:
+                summary[f"{setting}_matmul_ceiling"] = {
+                    "ceiling_over_hf": top["images_per_s"] / hf["images_per_s"],
+                    "fastest_keras_fraction_of_ceiling": best["images_per_s"] / top["images_per_s"]}
+                print(f"{setting}: the step's matrix products alone run at "
+                      f"{top['images_per_s']:.2f} img/s = {top['images_per_s'] / hf['images_per_s']:.2f}x HF; "
+                      f"{best['impl']} reaches {100 * best['images_per_s'] / top['images_per_s']:.0f}% of that")
     for backend in ("jax", "tensorflow"):
         full = find(f"keras_mae/{backend}", "base224", "mask_tokens_in_encoder")
         sparse = find(f"keras_mae/{backend}", "base224")
