@@ -179,8 +179,8 @@ if hf_model is not None:
 
 The model was trained with a fixed mask ratio, but nothing in the architecture depends on
 it: the encoder processes however many patches it is given, and the decoder puts mask
-tokens everywhere else. The ratio lives in the model's `random_masking` layer and is read
-at every call, so we can change it between calls.
+tokens everywhere else. A call (and `reconstruction_panels`) takes `mask_ratio=` for that
+call only; the model's own ratio, used in training, stays 0.75.
 
 We reuse one noise array for all ratios. Patches are kept in order of increasing noise, so
 the patches visible at 95% are also visible at 85% and 75%: each column hides strictly
@@ -194,9 +194,7 @@ official demo shows them.
 RATIOS = (0.75, 0.85, 0.95)
 panels = {}
 for ratio in RATIOS:
-    model.random_masking.mask_ratio = ratio
-    panels[ratio] = visualize.reconstruction_panels(model, images, noise=noise)
-model.random_masking.mask_ratio = 0.75
+    panels[ratio] = visualize.reconstruction_panels(model, images, noise=noise, mask_ratio=ratio)
 
 columns = [("original", panels[RATIOS[0]][:, 0])]
 for ratio in RATIOS:

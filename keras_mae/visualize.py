@@ -32,7 +32,8 @@ def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     return np.clip(images, 0.0, 1.0)
 
 
-def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                          mask_ratio=None):
     """The four panels of the paper's demo for each image, as float arrays.
 
     Predictions of a model trained with `norm_pix_loss` are per-patch
@@ -49,13 +50,15 @@ def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMA
         noise: optional `(N, L)` noise fixing the masks.
         mean, std: the normalisation of `images` (ImageNet by default; None
             for images already in [0, 1]).
+        mask_ratio: optional mask ratio for this call (the model's own when None).
 
     Returns:
         `(N, 4, H, W, C)` float32 in [0, 1]: original, masked (removed patches
         grey), reconstruction, reconstruction with visible patches pasted back.
     """
     images = np.asarray(images, np.float32)
-    out = model(images, noise=noise, training=False)
+    ratio = {} if mask_ratio is None else {"mask_ratio": mask_ratio}  # models without the argument
+    out = model(images, noise=noise, training=False, **ratio)
     pred = _to_numpy(out["pred"]).astype(np.float32)
     mask = _to_numpy(out["mask"]).astype(np.float32)[..., None]
     patches = _to_numpy(mae_ops.patchify(images, model.patch_size))
@@ -104,7 +107,7 @@ def save_png(image, path, scale=1):
 
 
 def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN,
-                        std=IMAGENET_STD, scale=None):
+                        std=IMAGENET_STD, scale=None, mask_ratio=None):
     """One image with a row per input: original, masked, reconstruction, pasted.
 
     Args:
@@ -115,6 +118,8 @@ def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN
         mean, std: the normalisation of `images` (None: already in [0, 1]).
         scale: integer upscaling of the saved PNG (default: to about 128 px
             per panel for small images).
+        mask_ratio: optional mask ratio for these panels (the model's own
+            when None).
 
     Returns:
         `(N * (H + 2) + 2, 4 * (W + 2) + 2, 3)` uint8 grid.
@@ -129,7 +134,7 @@ def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN
     grid.shape  # (70, 138, 3)
     ```
     """
-    grid = panels_to_grid(reconstruction_panels(model, images, noise, mean, std))
+    grid = panels_to_grid(reconstruction_panels(model, images, noise, mean, std, mask_ratio))
     if path is not None:
         if scale is None:
             scale = max(1, 128 // max(model.image_size))

@@ -109,6 +109,8 @@ CASES = [
      ValueError, r"mask_ratio=-0.25"),
     ("mask_ratio_leaving_no_patch", lambda t: tiny_mae(mask_ratio=0.97),
      ValueError, r"mask_ratio=0.97 leaves no visible patch out of 16"),
+    ("call_mask_ratio_one", lambda t: tiny_mae()(random_images(2), mask_ratio=1.0),
+     ValueError, r"\[0, 1\).*mask_ratio=1.0"),
     ("encoder_heads_not_dividing_width", lambda t: tiny_mae(num_heads=5),
      ValueError, r"num_heads=5 does not divide hidden_dim=32"),
     ("decoder_heads_not_dividing_width", lambda t: tiny_mae(decoder_num_heads=3),

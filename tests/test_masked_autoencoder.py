@@ -51,6 +51,21 @@ def test_outputs_and_noise_determinism():
     np.testing.assert_array_equal(to_numpy(a["mask"]), expected)
 
 
+def test_mask_ratio_for_one_call():
+    model = tiny_mae()
+    x, noise = random_images(3), random_noise(3, 16)
+    half = model(x, noise=noise, mask_ratio=0.5, training=False)
+    assert tuple(half["pred"].shape) == (3, 16, 8 * 8 * 3)
+    expected = (np.argsort(np.argsort(noise, 1), 1) >= 8).astype("float32")
+    np.testing.assert_array_equal(to_numpy(half["mask"]), expected)
+    # the model's own ratio is untouched, for later calls and for training
+    assert model.mask_ratio == 0.75 and model.random_masking.mask_ratio == 0.75
+    np.testing.assert_array_equal(to_numpy(model(x, noise=noise)["mask"]).sum(1), 12)
+    # same noise: the patches kept at 0.75 are among those kept at 0.5
+    kept_75 = to_numpy(model(x, noise=noise)["mask"]) == 0
+    assert np.all(to_numpy(half["mask"])[kept_75] == 0)
+
+
 def test_same_seed_same_masks():
     x = random_images(4)
     m1 = to_numpy(tiny_mae(seed=7)(x)["mask"])

@@ -58,6 +58,12 @@ def test_grid_png_and_visible_patches_pasted(tmp_path):
     row, col = divmod(int(np.argmin(mask[1])), 4)
     block = np.s_[row * 8:(row + 1) * 8, col * 8:(col + 1) * 8]
     np.testing.assert_allclose(panels[1, 3][block], panels[1, 0][block], atol=1e-5)
+    # a mask ratio for these panels only: half the patches grey instead of 12 of 16
+    half = visualize.reconstruction_panels(model, images, noise, mask_ratio=0.5)
+    grey = lambda p: int(np.sum(np.all(p.reshape(4, 8, 4, 8, 3) == 0.5, axis=(1, 3, 4))))
+    assert [grey(half[i, 1]) for i in range(3)] == [8, 8, 8]
+    assert [grey(panels[i, 1]) for i in range(3)] == [12, 12, 12]
+    assert model.mask_ratio == 0.75
 
 
 def test_reconstruction_callback_writes_every_n_epochs(tmp_path):

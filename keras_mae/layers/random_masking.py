@@ -56,6 +56,9 @@ class RandomMasking(keras.layers.Layer):
     Call arguments:
         tokens: `(B, L, D)`.
         noise: optional `(B, L)` float noise; smaller means kept.
+        mask_ratio: optional float in [0, 1) for this call only (the layer's
+            own when None); `K` changes with it, so under `jit_compile` each
+            ratio is its own trace.
 
     Returns:
         A tuple `(visible, mask, ids_restore)`: `visible` `(B, K, D)` with
@@ -83,10 +86,14 @@ class RandomMasking(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed, name="seed_generator")
 
-    def num_kept(self, num_tokens):
-        """`K = int(L * (1 - mask_ratio))`, the number of visible tokens."""
-        validate_mask_ratio(self.mask_ratio, num_tokens)
-        return int(num_tokens * (1 - self.mask_ratio))
+    def num_kept(self, num_tokens, mask_ratio=None):
+        """`K = int(L * (1 - mask_ratio))`, the number of visible tokens.
+
+        `mask_ratio` defaults to the layer's own.
+        """
+        mask_ratio = self.mask_ratio if mask_ratio is None else mask_ratio
+        validate_mask_ratio(mask_ratio, num_tokens)
+        return int(num_tokens * (1 - mask_ratio))
 
     def draw_noise(self, batch, num_tokens):
         """Draws the masking noise from the layer's generator.
@@ -115,9 +122,9 @@ class RandomMasking(keras.layers.Layer):
         seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, "int32"))
         return tf.random.stateless_uniform((batch, num_tokens), seed=seed, dtype="float32")
 
-    def call(self, tokens, noise=None):
+    def call(self, tokens, noise=None, mask_ratio=None):
         num_tokens, dim = tokens.shape[1], tokens.shape[2]
-        keep = self.num_kept(num_tokens)
+        keep = self.num_kept(num_tokens, mask_ratio)
         batch = ops.shape(tokens)[0]
         if noise is None:
             noise = self.draw_noise(batch, num_tokens)
@@ -139,9 +146,9 @@ class RandomMasking(keras.layers.Layer):
         mask = ops.cast(ops.greater_equal(ids_restore, keep), tokens.dtype)
         return visible, mask, ids_restore
 
-    def compute_output_shape(self, input_shape, noise_shape=None):
+    def compute_output_shape(self, input_shape, noise_shape=None, mask_ratio=None):
         batch, num_tokens, dim = input_shape
-        keep = self.num_kept(num_tokens)
+        keep = self.num_kept(num_tokens, mask_ratio)
         return (batch, keep, dim), (batch, num_tokens), (batch, num_tokens)
 
     def get_config(self):

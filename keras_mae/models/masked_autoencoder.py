@@ -94,6 +94,9 @@ class MaskedAutoencoder(keras.Model):
     Call arguments:
         images: `(B, H, W, C)` float, or a dict with `"images"`.
         noise: optional `(B, L)` uniform noise fixing the mask.
+        mask_ratio: optional float in [0, 1) for this call only, e.g. to show
+            reconstructions of published weights at another ratio; the
+            model's `mask_ratio` (training, `compute_loss`) stays as it is.
         training: bool.
 
     Returns:
@@ -110,6 +113,7 @@ class MaskedAutoencoder(keras.Model):
     model.fit(images, batch_size=4, epochs=1, verbose=0)
     out = model(images, training=False)
     loss = model.compute_loss(x=images, y_pred=out)
+    half = model(images, mask_ratio=0.5)  # half the patches removed, this call only
     ```
 
     References:
@@ -218,10 +222,10 @@ class MaskedAutoencoder(keras.Model):
         check_pixel_values(images_from_batch(inputs))
         return super().__call__(*args, **kwargs)
 
-    def call(self, inputs, noise=None, training=None):
+    def call(self, inputs, noise=None, mask_ratio=None, training=None):
         patches = self.encoder.patchify(images_from_batch(inputs))
         tokens = self.encoder.embed_patches(patches)
-        visible, mask, ids_restore = self.random_masking(tokens, noise=noise)
+        visible, mask, ids_restore = self.random_masking(tokens, noise=noise, mask_ratio=mask_ratio)
         latent = self.encoder.encode_tokens(visible, training=training)
         pred = self.decoder(latent, ids_restore, training=training)
         return {"pred": pred, "mask": mask, "ids_restore": ids_restore}
