@@ -11,8 +11,13 @@ Measures, in one run on one machine, the median time of a training step
      time with the encoder on visible patches only, next to their FLOPs ratio.
 Results print as a table and are written to JSON.
 
-Usage: `python benchmarks/train_throughput.py [--quick] [--output train_throughput.json]`
-(`--quick`: fewer steps and the small config only, for a smoke test).
+Usage: `python benchmarks/train_throughput.py [--quick] [--settings tiny32,base224]
+[--precision float32|bfloat16] [--peak-tflops T] [--output train_throughput.json]`
+(`--quick`: fewer steps and the small config only, for a smoke test;
+`--precision bfloat16`: Keras `mixed_bfloat16` next to Hugging Face under
+`torch.autocast`; `--peak-tflops`: the chip's peak in that precision, e.g.
+989 for an H100/H200 SXM in dense bfloat16, adds model FLOPs utilisation).
+On a GPU every implementation runs on it (Hugging Face moved with `.to("cuda")`).
 
 Measured (2-core AMD EPYC x86-64 CPU with AVX-512, no GPU, Keras 3.15.1, TF 2.21,
 JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24; median step
@@ -97,10 +102,13 @@ def peak_memory_mb(backend):
     return {"cpu_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20}
 
 
-def keras_worker(setting, steps, warmup, variant, batch=None):
+def keras_worker(setting, steps, warmup, variant, batch=None, precision="float32"):
     """Runs in a subprocess with KERAS_BACKEND set; prints one JSON line."""
     import keras
     import numpy as np
+
+    if precision == "bfloat16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
 
     import keras_mae
     from benchmarks.flops import mae_train_flops
@@ -128,11 +136,11 @@ def keras_worker(setting, steps, warmup, variant, batch=None):
         "impl": f"keras_mae/{backend}", "setting": setting, "variant": variant,
         "batch": spec["batch"], "step_s": step, "images_per_s": spec["batch"] / step,
         "train_gflops_per_image": mae_train_flops(model, tokens) / 1e9,
-        "peak_memory_mb": peak_memory_mb(backend),
+        "peak_memory_mb": peak_memory_mb(backend), "precision": precision,
     }
 
 
-def hf_worker(setting, steps, warmup, batch=None):
+def hf_worker(setting, steps, warmup, batch=None, precision="float32"):
     import numpy as np
     import torch
     from transformers import ViTMAEConfig, ViTMAEForPreTraining
@@ -149,13 +157,17 @@ def hf_worker(setting, steps, warmup, batch=None):
         decoder_intermediate_size=4 * c["decoder_hidden_dim"], mask_ratio=0.75, norm_pix_loss=True,
         hidden_act="gelu", layer_norm_eps=1e-6,
     )
-    model = ViTMAEForPreTraining(hf_config).train()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = ViTMAEForPreTraining(hf_config).train().to(device)
+    # bfloat16: autocast, as users run Hugging Face models in mixed precision
+    autocast = torch.autocast(device, dtype=torch.bfloat16, enabled=precision == "bfloat16")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1.5e-4, betas=(0.9, 0.95), weight_decay=0.05)
-    x = torch.from_numpy(np.random.RandomState(0).rand(spec["batch"], 3, spec["image"], spec["image"]).astype("float32"))
+    x = torch.from_numpy(np.random.RandomState(0).rand(spec["batch"], 3, spec["image"], spec["image"]).astype("float32")).to(device)
     times = []
     for i in range(warmup + steps):
         start = time.perf_counter()
-        loss = model(pixel_values=x).loss
+        with autocast:
+            loss = model(pixel_values=x).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -166,17 +178,18 @@ def hf_worker(setting, steps, warmup, batch=None):
     return {"impl": "hf_transformers/torch", "setting": setting, "variant": "visible_only",
             "batch": spec["batch"], "step_s": step, "images_per_s": spec["batch"] / step,
             "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "peak_memory_mb": peak_memory_mb("torch")}
+            "peak_memory_mb": peak_memory_mb("torch"), "precision": precision}
 
 
-def run_job(job, steps, warmup, timeout, batch=None):
+def run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
     """Runs one measurement in a fresh process (a Keras backend is fixed per process)."""
     impl, setting, variant = job
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
     if impl != "hf":
         env["KERAS_BACKEND"] = "tensorflow" if impl == "ceiling" else impl
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, setting, variant,
-           "--steps", str(steps), "--warmup", str(warmup)] + (["--batch", str(batch)] if batch else [])
+           "--steps", str(steps), "--warmup", str(warmup), "--precision", precision]
+    cmd += ["--batch", str(batch)] if batch else []
     try:
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -194,6 +207,10 @@ def main():
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None, help="override the setting's batch")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16"),
+                        help="bfloat16: Keras mixed_bfloat16, Hugging Face under torch.autocast")
+    parser.add_argument("--peak-tflops", type=float, default=None,
+                        help="the chip's peak TFLOP/s in --precision, for a model FLOPs utilisation column")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--settings", default="tiny32,base224",
                         help="comma-separated settings to run: " + ", ".join(SETTINGS))
@@ -203,15 +220,15 @@ def main():
     if args.worker:
         impl, setting, variant = args.worker
         if impl == "hf":
-            result = hf_worker(setting, args.steps, args.warmup, args.batch)
+            result = hf_worker(setting, args.steps, args.warmup, args.batch, args.precision)
         elif impl == "ceiling":
             from benchmarks.matmul_ceiling import ceiling
 
             spec = SETTINGS[setting]
-            result = dict(ceiling(spec["config"], args.batch or spec["batch"]), setting=setting,
-                          variant=variant)
+            result = dict(ceiling(spec["config"], args.batch or spec["batch"], args.precision),
+                          setting=setting, variant=variant)
         else:
-            result = keras_worker(setting, args.steps, args.warmup, variant, args.batch)
+            result = keras_worker(setting, args.steps, args.warmup, variant, args.batch, args.precision)
         print(json.dumps(result))
         return 0
 
@@ -230,7 +247,7 @@ def main():
     for job in jobs:
         steps = args.steps or (3 if args.quick else (5 if job[1] == "base224" else 20))
         warmup = args.warmup or (2 if job[1] == "base224" or args.quick else 5)
-        result = run_job(job, steps, warmup, args.timeout)
+        result = run_job(job, steps, warmup, args.timeout, precision=args.precision)
         results.append(result)
         print(json.dumps(result), flush=True)
 
@@ -241,15 +258,27 @@ def main():
         return None
 
     summary = {}
-    print(f"\n{'setting':<10} {'implementation':<24} {'variant':<24} {'images/s':>10} {'vs HF':>7}")
+    print(f"\n{args.precision}; TFLOP/s counts the model's matrix products (benchmarks/flops.py)"
+          + (f"; MFU against {args.peak_tflops:g} TFLOP/s" if args.peak_tflops else ""))
+    print(f"{'setting':<10} {'implementation':<26} {'variant':<24} {'images/s':>10} {'vs HF':>7} "
+          f"{'TFLOP/s':>8}" + (f" {'MFU':>6}" if args.peak_tflops else ""))
     for setting in settings:
         hf = find("hf_transformers/torch", setting)
+        sparse_flops = next((r["train_gflops_per_image"] for r in results if r["setting"] == setting
+                             and r["variant"] == "visible_only" and "train_gflops_per_image" in r), None)
         for r in [r for r in results if r["setting"] == setting]:
             if "error" in r:
-                print(f"{setting:<10} {r['impl']:<24} {r['variant']:<24} {'error':>10}  {r['error']}")
+                print(f"{setting:<10} {r['impl']:<26} {r['variant']:<24} {'error':>10}  {r['error']}")
                 continue
             ratio = r["images_per_s"] / hf["images_per_s"] if hf else float("nan")
-            print(f"{setting:<10} {r['impl']:<24} {r['variant']:<24} {r['images_per_s']:>10.2f} {ratio:>7.2f}")
+            gflops = r.get("train_gflops_per_image", sparse_flops) or float("nan")
+            r["achieved_tflops"] = gflops * r["images_per_s"] / 1e3
+            line = (f"{setting:<10} {r['impl']:<26} {r['variant']:<24} {r['images_per_s']:>10.2f} "
+                    f"{ratio:>7.2f} {r['achieved_tflops']:>8.3f}")
+            if args.peak_tflops:
+                r["mfu"] = r["achieved_tflops"] / args.peak_tflops
+                line += f" {100 * r['mfu']:>5.1f}%"
+            print(line)
         keras_rs = [r for r in results if r["setting"] == setting and r["impl"].startswith("keras_mae")
                     and r["variant"] == "visible_only" and "error" not in r]
         if keras_rs and hf:

@@ -75,3 +75,64 @@ def test_peak_memory_per_image_is_the_slope_over_half_a_batch(monkeypatch):
     result = peak_memory.measure("jax", "tiny32", steps=1, timeout=10)
     assert calls == [128, 64]
     assert result["mb_per_image"] == 3.0 and result["peak_mb"] == 1384.0
+
+
+@pytest.fixture
+def one_block_setting(monkeypatch):
+    """A `train_throughput` setting small enough for a test: one block each side, batch 2."""
+    monkeypatch.setitem(keras_mae.models.CONFIGS, "one_block", dict(
+        image_size=32, patch_size=8, hidden_dim=32, depth=1, num_heads=2,
+        decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2))
+    monkeypatch.setitem(train_throughput.SETTINGS, "one_block",
+                        dict(config="one_block", batch=2, image=32))
+    policy = keras.mixed_precision.global_policy()
+    yield "one_block"
+    keras.mixed_precision.set_global_policy(policy)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_throughput_worker_trains_and_reports(one_block_setting, precision):
+    result = train_throughput.keras_worker(one_block_setting, steps=1, warmup=1,
+                                           variant="visible_only", precision=precision)
+    assert result["impl"] == f"keras_mae/{keras.backend.backend()}" and result["batch"] == 2
+    assert result["precision"] == precision and result["images_per_s"] > 0
+    model = keras_mae.MaskedAutoencoder(**keras_mae.models.CONFIGS["one_block"])
+    assert result["train_gflops_per_image"] == mae_train_flops(model) / 1e9
+    assert result["peak_memory_mb"]["cpu_rss"] > 50
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch",
+                    reason="transformers' PyTorch modules next to TensorFlow/JAX: see PITFALLS")
+def test_hugging_face_worker_runs_under_autocast(one_block_setting):
+    result = train_throughput.hf_worker(one_block_setting, steps=1, warmup=1, precision="bfloat16")
+    assert result["impl"] == "hf_transformers/torch" and result["precision"] == "bfloat16"
+    assert result["images_per_s"] > 0
+
+
+def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_path, capsys):
+    rows = {"tensorflow": 300.0, "jax": 100.0, "torch": 150.0, "hf": 200.0, "ceiling": 400.0}
+
+    def fake_run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
+        impl, setting, variant = job
+        name = {"hf": "hf_transformers/torch", "ceiling": "matmul_ceiling/tensorflow"}.get(
+            impl, f"keras_mae/{impl}")
+        result = {"impl": name, "setting": setting, "variant": variant, "images_per_s": rows[impl]}
+        if impl not in ("hf", "ceiling"):
+            result["train_gflops_per_image"] = 0.5
+        return result
+
+    monkeypatch.setattr(train_throughput, "run_job", fake_run_job)
+    output = tmp_path / "tp.json"
+    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--settings", "tiny32",
+                                     "--peak-tflops", "0.5", "--output", str(output)])
+    assert train_throughput.main() == 0
+    report = __import__("json").load(open(output))
+    summary = report["summary"]
+    assert summary["tiny32_fastest_keras_over_hf"] == {"backend": "keras_mae/tensorflow", "ratio": 1.5}
+    assert summary["tiny32_matmul_ceiling"] == {"ceiling_over_hf": 2.0,
+                                                "fastest_keras_fraction_of_ceiling": 0.75}
+    by_impl = {r["impl"]: r for r in report["results"]}
+    # 0.5 GFLOP per image x 300 img/s = 0.15 TFLOP/s = 30% of 0.5; HF counted with the same model FLOPs
+    assert abs(by_impl["keras_mae/tensorflow"]["mfu"] - 0.3) < 1e-12
+    assert abs(by_impl["hf_transformers/torch"]["achieved_tflops"] - 0.1) < 1e-12
+    assert "MFU against 0.5 TFLOP/s" in capsys.readouterr().out
