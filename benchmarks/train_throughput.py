@@ -65,6 +65,8 @@ sys.path.insert(0, REPO_ROOT)
 SETTINGS = {
     "tiny32": dict(config="mae_vit_tiny_patch4", batch=128, image=32),
     "base224": dict(config="mae_vit_base_patch16", batch=16, image=224),
+    # for a GPU (`--settings base224,large224 --batch 256 --precision bfloat16`); not in the default run
+    "large224": dict(config="mae_vit_large_patch16", batch=16, image=224),
 }
 
 
