@@ -32,6 +32,15 @@ after warm-up). Tiny config, one run (`--settings tiny32`):
     the step's matrix products alone: 200.97 img/s = 1.70x HF;
     keras_mae/tensorflow reaches 73% of that
 
+The same in bfloat16 (`--settings tiny32 --precision bfloat16`, one run; Keras
+`mixed_bfloat16`, HF under `torch.autocast`):
+
+    tiny32   keras_mae/tensorflow       visible_only     126.64    0.86
+    tiny32   keras_mae/jax              visible_only      80.18    0.54
+    tiny32   keras_mae/torch            visible_only     137.94    0.93
+    tiny32   hf_transformers/torch      visible_only     148.07    1.00
+    tiny32   matmul_ceiling/tensorflow  visible_only     368.45    2.49
+
 ViT-B/16, an earlier run of the same script:
 
     base224  keras_mae/tensorflow     visible_only                2.84   1.05
@@ -47,8 +56,11 @@ GFLOP/s when nothing else runs; 1.5x HF (178 img/s) would need the whole step
 at 88% of that. Swapping exact GELU for tanh, or the fused attention for
 explicit einsums, did not change the TensorFlow step beyond noise; SGD instead
 of AdamW saved about 5%. bfloat16 is not a way out on CPU: XLA's bfloat16
-products ran no faster than float32 (80-170 GFLOP/s); without XLA, oneDNN's
-bfloat16 products run 2x faster, but the unfused step was 136 img/s.
+products ran no faster than float32 (151 GFLOP/s for the step's products);
+without XLA, oneDNN's bfloat16 products run 2x faster (328 GFLOP/s), but the
+unfused TensorFlow step was 136 img/s, and the PyTorch backend's eager step
+(0.93x HF) pays Keras' per-layer overhead, a larger share once the products
+are faster.
 """
 
 import argparse
