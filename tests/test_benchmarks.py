@@ -116,7 +116,8 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
         impl, setting, variant = job
         name = {"hf": "hf_transformers/torch", "ceiling": "matmul_ceiling/tensorflow"}.get(
             impl, f"keras_mae/{impl}")
-        result = {"impl": name, "setting": setting, "variant": variant, "images_per_s": rows[impl]}
+        speed = rows[impl] + (50.0 if variant == "eager_attention" else 0.0)
+        result = {"impl": name, "setting": setting, "variant": variant, "images_per_s": speed}
         if impl not in ("hf", "ceiling"):
             result["train_gflops_per_image"] = 0.5
         return result
@@ -128,11 +129,14 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     assert train_throughput.main() == 0
     report = __import__("json").load(open(output))
     summary = report["summary"]
-    assert summary["tiny32_fastest_keras_over_hf"] == {"backend": "keras_mae/tensorflow", "ratio": 1.5}
-    assert summary["tiny32_matmul_ceiling"] == {"ceiling_over_hf": 2.0,
+    # the reference is Hugging Face's faster attention (here the eager one, 250 img/s)
+    assert summary["tiny32_fastest_keras_over_hf"] == {
+        "backend": "keras_mae/tensorflow", "ratio": 1.2, "hf_attention": "eager_attention"}
+    assert summary["tiny32_matmul_ceiling"] == {"ceiling_over_hf": 1.6,
                                                 "fastest_keras_fraction_of_ceiling": 0.75}
     by_impl = {r["impl"]: r for r in report["results"]}
     # 0.5 GFLOP per image x 300 img/s = 0.15 TFLOP/s = 30% of 0.5; HF counted with the same model FLOPs
     assert abs(by_impl["keras_mae/tensorflow"]["mfu"] - 0.3) < 1e-12
-    assert abs(by_impl["hf_transformers/torch"]["achieved_tflops"] - 0.1) < 1e-12
+    hf_rows = [r for r in report["results"] if r["impl"] == "hf_transformers/torch"]
+    assert sorted(r["achieved_tflops"] for r in hf_rows) == [0.1, 0.125]
     assert "MFU against 0.5 TFLOP/s" in capsys.readouterr().out

@@ -125,3 +125,18 @@ def test_drop_path_drops_whole_samples():
     assert set(np.unique(per_sample)) <= {0.0, 2.0}
     assert np.all(per_sample.min(1) == per_sample.max(1))
     assert 10 < (per_sample[:, 0] == 0).sum() < 54
+
+
+def test_explicit_attention_equals_fused_attention():
+    from keras_mae.layers.attention import explicit_attention
+
+    rng = np.random.RandomState(0)
+    q, k, v = (rng.randn(2, 17, 3, 8).astype("float32") for _ in range(3))
+    fused = keras.ops.convert_to_numpy(keras.ops.dot_product_attention(q, k, v))
+    explicit = keras.ops.convert_to_numpy(explicit_attention(q, k, v))
+    np.testing.assert_allclose(explicit, fused, atol=1e-6)
+    # by hand for one head of one image
+    scores = q[1, :, 2] @ k[1, :, 2].T / np.sqrt(8)
+    weights = np.exp(scores - scores.max(1, keepdims=True))
+    weights /= weights.sum(1, keepdims=True)
+    np.testing.assert_allclose(explicit[1, :, 2], weights @ v[1, :, 2], atol=1e-5)
