@@ -140,3 +140,22 @@ def test_explicit_attention_equals_fused_attention():
     weights = np.exp(scores - scores.max(1, keepdims=True))
     weights /= weights.sum(1, keepdims=True)
     np.testing.assert_allclose(explicit[1, :, 2], weights @ v[1, :, 2], atol=1e-5)
+
+
+def test_attention_path_choice_and_bfloat16_output():
+    from keras_mae.layers import attention
+
+    x32 = keras.ops.convert_to_tensor(np.random.RandomState(1).randn(2, 9, 16).astype("float32"))
+    x16 = keras.ops.cast(x32, "bfloat16")
+    torch_cpu = keras.backend.backend() == "torch"  # the suite runs on CPU
+    assert attention._explicit_is_faster(x16) == torch_cpu
+    assert not attention._explicit_is_faster(x32)
+    layer = layers.MultiHeadSelfAttention(16, 4)
+    layer.build((2, 9, 16))
+    mixed = layers.MultiHeadSelfAttention(16, 4, dtype="mixed_bfloat16")
+    mixed.build((2, 9, 16))
+    mixed.set_weights(layer.get_weights())
+    out32 = to_numpy(layer(x32))
+    out16 = to_numpy(keras.ops.cast(mixed(x32), "float32"))
+    np.testing.assert_allclose(out16, out32, atol=0.05)
+    assert np.abs(out32).max() > 0.1
