@@ -21,25 +21,28 @@ On a GPU every implementation runs on it (Hugging Face moved with `.to("cuda")`)
 
 Measured (2-core AMD EPYC x86-64 CPU with AVX-512, no GPU, Keras 3.15.1, TF 2.21,
 JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24; median step
-after warm-up). Tiny config, one run (`--settings tiny32`):
+after warm-up). Hugging Face runs twice, with its default attention (PyTorch
+SDPA) and with `attn_implementation="eager"`; "vs HF" is against the faster.
+Tiny config, one run (`--settings tiny32`):
 
-    setting  implementation             variant        images/s   vs HF
-    tiny32   keras_mae/tensorflow       visible_only     146.50    1.24
-    tiny32   keras_mae/jax              visible_only      64.66    0.55
-    tiny32   keras_mae/torch            visible_only     118.94    1.00
-    tiny32   hf_transformers/torch      visible_only     118.39    1.00
-    tiny32   matmul_ceiling/tensorflow  visible_only     200.97    1.70
-    the step's matrix products alone: 200.97 img/s = 1.70x HF;
-    keras_mae/tensorflow reaches 73% of that
+    setting  implementation             variant          images/s   vs HF
+    tiny32   keras_mae/tensorflow       visible_only       147.66    1.14
+    tiny32   keras_mae/jax              visible_only        58.95    0.45
+    tiny32   keras_mae/torch            visible_only       126.37    0.97
+    tiny32   hf_transformers/torch      visible_only       103.41    0.79
+    tiny32   hf_transformers/torch      eager_attention    130.10    1.00
+    tiny32   matmul_ceiling/tensorflow  visible_only       192.04    1.48
+    the step's matrix products alone: 1.48x HF; keras_mae/tensorflow reaches 77% of that
 
 The same in bfloat16 (`--settings tiny32 --precision bfloat16`, one run; Keras
 `mixed_bfloat16`, HF under `torch.autocast`):
 
-    tiny32   keras_mae/tensorflow       visible_only     126.64    0.86
-    tiny32   keras_mae/jax              visible_only      80.18    0.54
-    tiny32   keras_mae/torch            visible_only     137.94    0.93
-    tiny32   hf_transformers/torch      visible_only     148.07    1.00
-    tiny32   matmul_ceiling/tensorflow  visible_only     368.45    2.49
+    tiny32   keras_mae/tensorflow       visible_only       101.31    0.42
+    tiny32   keras_mae/jax              visible_only        71.33    0.29
+    tiny32   keras_mae/torch            visible_only       161.24    0.66
+    tiny32   hf_transformers/torch      visible_only       141.92    0.58
+    tiny32   hf_transformers/torch      eager_attention    243.75    1.00
+    tiny32   matmul_ceiling/tensorflow  visible_only       394.42    1.62
 
 ViT-B/16, an earlier run of the same script:
 
@@ -52,15 +55,18 @@ ViT-B/16, an earlier run of the same script:
 
 What bounds the tiny config on this CPU: the products of one step
 (`benchmarks/matmul_ceiling.py`, 114 GFLOP per batch of 128) run at 170-182
-GFLOP/s when nothing else runs; 1.5x HF (178 img/s) would need the whole step
-at 88% of that. Swapping exact GELU for tanh, or the fused attention for
+GFLOP/s when nothing else runs, i.e. 1.45-1.70x HF across runs; 1.5x HF
+would need the whole step at or above that ceiling. Swapping exact GELU for tanh, or the fused attention for
 explicit einsums, did not change the TensorFlow step beyond noise; SGD instead
 of AdamW saved about 5%. bfloat16 is not a way out on CPU: XLA's bfloat16
 products ran no faster than float32 (151 GFLOP/s for the step's products);
 without XLA, oneDNN's bfloat16 products run 2x faster (328 GFLOP/s), but the
-unfused TensorFlow step was 136 img/s, and the PyTorch backend's eager step
-(0.93x HF) pays Keras' per-layer overhead, a larger share once the products
-are faster.
+unfused TensorFlow step was 136 img/s. On the PyTorch backend, PyTorch's
+fused CPU attention had a backward of 450 ms per bfloat16 step; in 16-bit
+floats on CPU the attention layer now uses explicit products (134-138 ->
+195-203 img/s in an A/B run). The remaining gap to HF's eager bfloat16 step
+is not in the kernels (per step, PyTorch op time 0.54 s for ours vs 0.58 s for
+HF, torch.profiler) but Keras' Python per-layer work in eager PyTorch.
 """
 
 import argparse
