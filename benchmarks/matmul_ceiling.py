@@ -95,8 +95,7 @@ def ceiling(config_name, batch, dtype="float32", encoder_tokens=None):
     """images/s of a step made only of its matrix products, with and without XLA."""
     import keras_mae
 
-    model = keras_mae.models.CONFIGS[config_name]
-    model = keras_mae.MaskedAutoencoder(**model)
+    model = keras_mae.models.build(config_name)
     products = step_products(model, batch, encoder_tokens)
     result = {"impl": "matmul_ceiling/tensorflow", "config": config_name, "batch": batch,
               "dtype": dtype, "train_gflops_per_image": product_flops(products) / batch / 1e9}

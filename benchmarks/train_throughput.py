@@ -93,6 +93,11 @@ def median(values):
     return values[len(values) // 2]
 
 
+def setting_spec(setting, batch=None):
+    """`SETTINGS[setting]` with its batch replaced by `batch` when given."""
+    return dict(SETTINGS[setting], batch=batch or SETTINGS[setting]["batch"])
+
+
 def peak_memory_mb(backend):
     """Peak memory of this process so far, in MiB: on the accelerator when there is one.
 
@@ -133,7 +138,7 @@ def keras_worker(setting, steps, warmup, variant, batch=None, precision="float32
     import keras_mae
     from benchmarks.flops import mae_train_flops
 
-    spec = dict(SETTINGS[setting], batch=batch or SETTINGS[setting]["batch"])
+    spec = setting_spec(setting, batch)
     backend = keras.backend.backend()
     cls = None
     if variant == "mask_tokens_in_encoder":
@@ -168,7 +173,7 @@ def hf_worker(setting, steps, warmup, batch=None, precision="float32", variant="
 
     import keras_mae
 
-    spec = dict(SETTINGS[setting], batch=batch or SETTINGS[setting]["batch"])
+    spec = setting_spec(setting, batch)
     c = keras_mae.models.CONFIGS[spec["config"]]
     hf_config = ViTMAEConfig(
         image_size=c["image_size"], patch_size=c["patch_size"], num_channels=3,

@@ -1,5 +1,7 @@
 """Smoke tests for the benchmark helpers (timings are never asserted)."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -58,6 +60,17 @@ def test_matmul_ceiling_times_the_products_of_a_tiny_step():
         assert matmul_ceiling.time_products(products, jit_compile=jit, repeats=1) > 0
 
 
+def test_matmul_ceiling_reports_the_faster_of_xla_and_no_xla(monkeypatch):
+    seconds = {True: 2.0, False: 0.5}  # XLA slower, as on a CPU in bfloat16
+    monkeypatch.setattr(matmul_ceiling, "time_products",
+                        lambda products, dtype, jit: seconds[jit])
+    result = matmul_ceiling.ceiling("mae_vit_tiny_patch4", 128)
+    flops = 128 * mae_train_flops(keras_mae.models.mae_vit_tiny_patch4())
+    assert result["xla"]["images_per_s"] == 64.0 and result["no_xla"]["images_per_s"] == 256.0
+    assert result["images_per_s"] == 256.0 and result["step_s"] == 0.5
+    assert result["no_xla"]["gflops_per_s"] == flops / 0.5 / 1e9
+
+
 def test_peak_memory_reads_this_process():
     peak = train_throughput.peak_memory_mb(keras.backend.backend())
     assert list(peak) == ["cpu_rss"]
@@ -106,7 +119,10 @@ def test_throughput_worker_trains_and_reports(one_block_setting, precision):
 def test_hugging_face_worker_runs_under_autocast(one_block_setting):
     result = train_throughput.hf_worker(one_block_setting, steps=1, warmup=1, precision="bfloat16")
     assert result["impl"] == "hf_transformers/torch" and result["precision"] == "bfloat16"
-    assert result["images_per_s"] > 0
+    assert result["images_per_s"] > 0 and result["attention"] != "eager"
+    eager = train_throughput.hf_worker(one_block_setting, steps=1, warmup=1,
+                                       variant="eager_attention")
+    assert eager["attention"] == "eager" and eager["variant"] == "eager_attention"
 
 
 def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_path, capsys):
@@ -127,7 +143,7 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     monkeypatch.setattr("sys.argv", ["train_throughput.py", "--settings", "tiny32",
                                      "--peak-tflops", "0.5", "--output", str(output)])
     assert train_throughput.main() == 0
-    report = __import__("json").load(open(output))
+    report = json.load(open(output))
     summary = report["summary"]
     # the reference is Hugging Face's faster attention (here the eager one, 250 img/s)
     assert summary["tiny32_fastest_keras_over_hf"] == {
