@@ -252,8 +252,8 @@ def main():
         elif impl == "ceiling":
             from benchmarks.matmul_ceiling import ceiling
 
-            spec = SETTINGS[setting]
-            result = dict(ceiling(spec["config"], args.batch or spec["batch"], args.precision),
+            spec = setting_spec(setting, args.batch)
+            result = dict(ceiling(spec["config"], spec["batch"], args.precision),
                           setting=setting, variant=variant)
         else:
             result = keras_worker(setting, args.steps, args.warmup, variant, args.batch, args.precision)
