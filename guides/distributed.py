@@ -171,8 +171,8 @@ with distribute.scope(strategy):
     total_steps = EPOCHS * steps_per_epoch
     schedule = optimizers.WarmupCosineDecay(
         peak_lr, total_steps, max(1, WARMUP_EPOCHS * total_steps // EPOCHS))
-    optimizer = keras.optimizers.AdamW(schedule, beta_2=0.95, weight_decay=0.05)
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    optimizer = optimizers.AdamW(schedule, beta_2=0.95, weight_decay=0.05)
+    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")
     model.compile(optimizer=optimizer)
 distribute.configure_model(model, strategy)
 

@@ -127,8 +127,9 @@ patch's true mean and variance, so they show predicted structure, not predicted 
 
 The optimiser follows the paper: AdamW with betas (0.9, 0.95), weight decay 0.05, and a
 learning rate of `base_lr * batch_size / 256` that warms up linearly and then follows a
-half cosine. Biases, norms, the class and mask tokens are not decayed
-(`exclude_from_weight_decay_mae`). The base rate is higher than the paper's 1.5e-4
+half cosine. Biases and norms are not decayed, as in the official code; the class and mask
+tokens are (`exclude_from_weight_decay_mae(..., "pretrain")`). `keras_mae.optimizers.AdamW` is
+Keras' AdamW with PyTorch's update: epsilon 1e-8, added after the bias correction. The base rate is higher than the paper's 1.5e-4
 because this run is short.
 """
 
@@ -144,8 +145,8 @@ total_steps = EPOCHS * steps_per_epoch
 peak_lr = keras_mae.optimizers.scaled_learning_rate(1e-3, BATCH_SIZE)
 schedule = keras_mae.optimizers.WarmupCosineDecay(
     peak_lr, total_steps=total_steps, warmup_steps=max(1, total_steps // 10))
-optimizer = keras.optimizers.AdamW(schedule, beta_1=0.9, beta_2=0.95, weight_decay=0.05)
-keras_mae.optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+optimizer = keras_mae.optimizers.AdamW(schedule, beta_1=0.9, beta_2=0.95, weight_decay=0.05)
+keras_mae.optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")
 model.compile(optimizer=optimizer)
 print(f"{model.count_params():,} parameters, {model.num_patches} patches, "
       f"{model.num_visible} visible to the encoder")

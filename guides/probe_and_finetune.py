@@ -107,7 +107,7 @@ else:
     total = PRETRAIN_EPOCHS * steps_per_epoch
     schedule = optimizers.WarmupCosineDecay(
         optimizers.scaled_learning_rate(1e-3, BATCH_SIZE), total, max(1, total // 10))
-    mae.compile(optimizer=keras.optimizers.AdamW(schedule, beta_2=0.95, weight_decay=0.05))
+    mae.compile(optimizer=optimizers.AdamW(schedule, beta_2=0.95, weight_decay=0.05))
     mae.fit(data.pretrain_dataset(train_source, IMAGE_SIZE, BATCH_SIZE, repeat=True),
             epochs=PRETRAIN_EPOCHS, steps_per_epoch=steps_per_epoch, verbose=2)
     pretrained = mae.encoder
@@ -213,7 +213,7 @@ def finetune(encoder):
         optimizers.scaled_learning_rate(1e-3, BATCH_SIZE), total, max(1, total // 10))
     optimizer = optimizers.LayerDecayAdamW(schedule, num_layers=model.encoder.depth,
                                            layer_decay=0.75, weight_decay=0.05)
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

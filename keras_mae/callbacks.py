@@ -1,11 +1,13 @@
 """Keras callbacks for Masked Autoencoder training."""
 
+import math
 import os
+import time
 
 import keras
 import numpy as np
 
-from keras_mae import visualize
+from keras_mae import knn, visualize
 
 
 class ReconstructionCallback(keras.callbacks.Callback):
@@ -78,3 +80,105 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
                 f"Loss became {float(loss)} at step {self.global_step} "
                 f"(epoch batch {batch}); training stopped, the last saved checkpoint is kept."
             )
+
+
+class KNNMonitor(keras.callbacks.Callback):
+    """Weighted kNN top-1 of the encoder's features every `every_n_epochs` epochs, into the logs.
+
+    The encoder (`model.encoder`, or the model itself when it has no
+    `encoder`) embeds all patches of the reference and query images in
+    inference mode; each query's label is predicted by `keras_mae.knn`
+    (cosine similarity, `k` neighbours weighted by `exp(similarity /
+    temperature)`) and the accuracy is written as `logs[name]`, so
+    `CSVLogger`, `TensorBoard` and `History` record it. Epochs without an
+    evaluation get NaN, which keeps the CSV columns fixed (place this callback
+    before those that read the logs).
+
+    Args:
+        reference_images, reference_labels: `(N, H, W, C)` float images as the
+            model takes them, and `(N,)` int labels.
+        query_images, query_labels: `(M, H, W, C)` and `(M,)`.
+        every_n_epochs: int >= 1.
+        k, temperature: kNN parameters (defaults 20 and 0.07).
+        pooling: `"avg"` (mean of the normalised patch tokens) or `"cls"`.
+        batch_size: images per forward pass.
+        num_classes: defaults to `max(label) + 1`.
+        name: the logs key. Defaults to `"knn_top1"`.
+
+    Attributes:
+        history: list of `(epoch, top1, seconds)`; epoch 0 is `evaluate()`
+            called before training.
+
+    Example:
+    ```python
+    monitor = KNNMonitor(x_ref, y_ref, x_query, y_query, every_n_epochs=2)
+    model.fit(dataset, epochs=10, callbacks=[monitor])
+    monitor.history   # [(2, 0.31, 4.2), (4, 0.36, 4.1), ...]
+    ```
+    """
+
+    def __init__(self, reference_images, reference_labels, query_images, query_labels,
+                 every_n_epochs=1, k=20, temperature=0.07, pooling="avg", batch_size=256,
+                 num_classes=None, name="knn_top1"):
+        super().__init__()
+        if not isinstance(every_n_epochs, int) or every_n_epochs < 1:
+            raise ValueError(f"`every_n_epochs` must be an int >= 1. Received: {every_n_epochs!r}")
+        if pooling not in ("avg", "cls"):
+            raise ValueError(f"`pooling` must be 'avg' or 'cls'. Received: {pooling!r}")
+        for which, images, labels in (("reference", reference_images, reference_labels),
+                                      ("query", query_images, query_labels)):
+            if len(images) == 0 or len(images) != len(labels):
+                raise ValueError(f"{which} images and labels must be non-empty and of equal "
+                                 f"length. Received: {len(images)} images, {len(labels)} labels")
+        self.reference_images = np.asarray(reference_images, np.float32)
+        self.reference_labels = np.asarray(reference_labels).astype(np.int64)
+        self.query_images = np.asarray(query_images, np.float32)
+        self.query_labels = np.asarray(query_labels).astype(np.int64)
+        self.every_n_epochs = every_n_epochs
+        self.k, self.temperature, self.pooling = k, temperature, pooling
+        self.batch_size = batch_size
+        self.num_classes = num_classes or int(max(self.reference_labels.max(),
+                                                  self.query_labels.max()) + 1)
+        self.name = name
+        self.history = []
+        self._extractor = None
+
+    def _encoder(self):
+        return getattr(self.model, "encoder", None) or self.model
+
+    def features(self, images):
+        """`(N, H, W, C)` -> `(N, D)` pooled features of the current encoder (numpy)."""
+        if self._extractor is None:
+            self._extractor = _PooledFeatures(self._encoder(), self.pooling, name="knn_features")
+        return self._extractor.predict(images, batch_size=self.batch_size, verbose=0)
+
+    def evaluate(self, epoch=0):
+        """Computes the kNN top-1 now, appends `(epoch, top1, seconds)` to `history`, returns top-1."""
+        started = time.time()
+        top1 = knn.knn_accuracy(self.features(self.reference_images), self.reference_labels,
+                                self.features(self.query_images), self.query_labels,
+                                self.num_classes, self.k, self.temperature)
+        self.history.append((epoch, top1, round(time.time() - started, 2)))
+        return top1
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = math.nan
+        if (epoch + 1) % self.every_n_epochs == 0:
+            value = self.evaluate(epoch + 1)
+        if logs is not None:
+            logs[self.name] = value
+
+
+class _PooledFeatures(keras.Model):
+    """`(B, H, W, C)` -> `(B, D)`: an encoder's class token or mean patch token, inference mode."""
+
+    def __init__(self, encoder, pooling, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.pooling = pooling
+
+    def call(self, images):
+        tokens = self.encoder(images, training=False)
+        if self.pooling == "cls":
+            return tokens[:, 0]
+        return keras.ops.mean(tokens[:, 1:], axis=1)

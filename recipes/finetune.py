@@ -98,7 +98,7 @@ def build_optimizer(config, model, steps_per_epoch):
         warmup_cosine(config, steps_per_epoch, peak), num_layers=model.encoder.depth,
         layer_decay=config.layer_decay, weight_decay=config.weight_decay,
         beta_1=config.beta_1, beta_2=config.beta_2, epsilon=1e-8)
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
     return optimizer, peak
 
 

@@ -96,6 +96,13 @@ def validate(config):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
+    for name in ("knn_reference", "knn_queries"):
+        value = getattr(config, name)
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
+    if not isinstance(config.knn_every_epochs, int) or config.knn_every_epochs < 0:
+        raise ValueError(f"--knn-every-epochs must be an int >= 0 (0: off). "
+                         f"Received: {config.knn_every_epochs!r}")
     if config.base_lr <= 0:
         raise ValueError(f"--base-lr must be positive. Received: {config.base_lr!r}")
 
@@ -110,8 +117,6 @@ def build_model(config):
 
 
 def build_optimizer(config, model, steps_per_epoch):
-    import keras
-
     from keras_mae import optimizers
 
     effective_batch = config.batch_size * config.accum_steps
@@ -119,11 +124,12 @@ def build_optimizer(config, model, steps_per_epoch):
     total = config.epochs * steps_per_epoch
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total)
     schedule = optimizers.WarmupCosineDecay(peak, total, warmup, min_lr=config.min_lr)
-    optimizer = keras.optimizers.AdamW(
+    # torch.optim.AdamW's update (epsilon 1e-8) with timm's parameter groups, as main_pretrain.py
+    optimizer = optimizers.AdamW(
         schedule, beta_1=config.beta_1, beta_2=config.beta_2, weight_decay=config.weight_decay,
         gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None,
     )
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")
     return optimizer, peak
 
 
@@ -139,6 +145,48 @@ def sample_images(config, source):
 
     dataset = data.pretrain_dataset(source, config.image_size, 8, augment=False, shuffle_buffer=0)
     return next(iter(dataset)).numpy()
+
+
+def knn_monitor(config, source, num_channels, replicas):
+    """The `KNNMonitor` of `config`, or `(None, reason)` when it stays off."""
+    from keras_mae import callbacks, data
+
+    if not config.knn_every_epochs:
+        return None, "off (--knn-every-epochs 0)"
+    if replicas > 1:
+        return None, "off (runs on one replica only)"
+    if not source.has_labels:
+        return None, f"off ({source.name} has no labels)"
+    if config.knn_dataset:
+        queries = data.load_source(config.knn_dataset, split=config.eval_split,
+                                   data_dir=config.data_dir)
+        if not queries.has_labels:
+            raise ValueError(f"--knn-dataset {config.knn_dataset!r} has no labels")
+        queries = data.slice_source(queries, 0, min(config.knn_queries, queries.num_examples))
+        reference = data.slice_source(source, 0, min(config.knn_reference, source.num_examples))
+    else:
+        count = min(config.knn_queries, source.num_examples // 5)
+        queries = data.slice_source(source, source.num_examples - count, count)
+        reference = data.slice_source(
+            source, 0, min(config.knn_reference, source.num_examples - count))
+
+    def arrays(part):
+        batches = list(data.labeled_dataset(part, config.image_size, 500, training=False,
+                                            num_channels=num_channels))
+        return (np.concatenate([b[0].numpy() for b in batches]),
+                np.concatenate([b[1].numpy() for b in batches]))
+
+    import numpy as np
+
+    x_ref, y_ref = arrays(reference)
+    x_query, y_query = arrays(queries)
+    classes = max(c for c in (source.num_classes, queries.num_classes, int(y_ref.max()) + 1,
+                              int(y_query.max()) + 1) if c is not None)
+    monitor = callbacks.KNNMonitor(x_ref, y_ref, x_query, y_query,
+                                   every_n_epochs=config.knn_every_epochs, num_classes=classes)
+    return monitor, (f"every {config.knn_every_epochs} epochs: {len(x_ref)} reference "
+                     f"({reference.name}), {len(x_query)} queries ({queries.name}), "
+                     f"k 20, temperature 0.07, mean patch token")
 
 
 def run(config, output_dir, log=print, strategy="default", tpu_address=None):
@@ -233,6 +281,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     if start_step:
         log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
 
+    monitor, knn_note = knn_monitor(config, source, model.num_channels, replicas)
+    log(f"  knn monitor    {knn_note}")
     images = sample_images(config, eval_source)
     recon = mae_callbacks.ReconstructionCallback(
         images, os.path.join(write_dir, "reconstructions"),
@@ -240,6 +290,20 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     recon.set_model(model)
     if start_step == 0:
         recon.write(0)
+    callbacks = []
+    if monitor is not None:
+        monitor.set_model(model)
+        if start_step == 0:
+            log(f"  knn top-1      {monitor.evaluate(0):.4f} before training "
+                f"({monitor.history[-1][2]:.1f} s)")
+
+        def log_knn(epoch, logs):
+            if monitor.history and monitor.history[-1][0] == epoch + 1:
+                log(f"  knn top-1      {monitor.history[-1][1]:.4f} after epoch {epoch + 1} "
+                    f"({monitor.history[-1][2]:.1f} s)")
+
+        # before the CSV and TensorBoard loggers, which read the value from the logs
+        callbacks = [monitor, keras.callbacks.LambdaCallback(on_epoch_end=log_knn)]
 
     started = time.time()
     history_path = os.path.join(write_dir, "history.csv")
@@ -260,6 +324,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
                 mae_callbacks.StopOnNonFiniteLoss(start_step),
                 checkpoint.StepCheckpoint(ckpt_dir, config.checkpoint_every_steps,
                                           start_step, steps_per_epoch),
+                *callbacks,
                 keras.callbacks.CSVLogger(history_path, append=True),
                 keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
                 recon,

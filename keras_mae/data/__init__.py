@@ -11,7 +11,7 @@ from keras_mae.data.augment import (IMAGENET_MEAN, IMAGENET_STD, center_crop_res
 from keras_mae.data.mix import (finetune_dataset, mixup_cutmix, one_hot_smoothed,
                                 rand_augment, random_erasing)
 from keras_mae.data.pipeline import labeled_dataset, pretrain_dataset
-from keras_mae.data.sources import Source, from_arrays, load_source
+from keras_mae.data.sources import Source, from_arrays, load_source, slice_source
 
 __all__ = [
     "finetune_dataset",
@@ -31,4 +31,5 @@ __all__ = [
     "random_flip_left_right",
     "random_resized_crop",
     "sample_crop_box",
+    "slice_source",
 ]

@@ -124,6 +124,28 @@ def load_source(source, split="train", data_dir=None):
     return _from_string(source, split, data_dir)
 
 
+def slice_source(source, start, count):
+    """The examples ``start .. start + count - 1`` of a sized :class:`Source`, in order.
+
+    Raises:
+        ValueError: when the range is empty or runs past the source's end.
+
+    Example:
+        >>> part = slice_source(load_source("digits"), 100, 50)
+        >>> part.num_examples
+        50
+    """
+    if source.num_examples is None:
+        raise ValueError(f"cannot slice {source.name!r}: its size is unknown")
+    if start < 0 or count < 1 or start + count > source.num_examples:
+        raise ValueError(f"examples {start}..{start + count - 1} do not lie within the "
+                         f"{source.num_examples} examples of {source.name!r}")
+    records = source.records.skip(start).take(count) if source.records is not None else None
+    return dataclasses.replace(source, dataset=source.dataset.skip(start).take(count),
+                               num_examples=count, records=records,
+                               name=f"{source.name}[{start}:{start + count}]")
+
+
 def _from_string(source, split, data_dir):
     if not source.strip():
         raise ValueError(f"source must not be empty, got {source!r}")

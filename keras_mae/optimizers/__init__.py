@@ -6,6 +6,7 @@ References:
     facebookresearch/mae.
 """
 
+from keras_mae.optimizers.adamw import AdamW
 from keras_mae.optimizers.lars import LARS
 from keras_mae.optimizers.layer_decay import EMBEDDING_NAMES
 from keras_mae.optimizers.layer_decay import LayerDecayAdamW
@@ -14,14 +15,17 @@ from keras_mae.optimizers.layer_decay import layer_id_for_variable
 from keras_mae.optimizers.schedules import WarmupCosineDecay
 from keras_mae.optimizers.schedules import scaled_learning_rate
 from keras_mae.optimizers.weight_decay import NO_WEIGHT_DECAY_NAMES
+from keras_mae.optimizers.weight_decay import decays
 from keras_mae.optimizers.weight_decay import exclude_from_weight_decay_mae
 
 __all__ = [
+    "AdamW",
     "EMBEDDING_NAMES",
     "LARS",
     "LayerDecayAdamW",
     "NO_WEIGHT_DECAY_NAMES",
     "WarmupCosineDecay",
+    "decays",
     "exclude_from_weight_decay_mae",
     "layer_decay_multipliers",
     "layer_id_for_variable",

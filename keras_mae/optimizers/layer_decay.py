@@ -20,6 +20,8 @@ import re
 import keras
 from keras import ops
 
+from keras_mae.optimizers.adamw import AdamW
+
 EMBEDDING_NAMES = (
     "patch_embedding",
     "cls_token",
@@ -134,7 +136,7 @@ def layer_decay_multipliers(variables, num_layers, decay=0.75):
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
-class LayerDecayAdamW(keras.optimizers.AdamW):
+class LayerDecayAdamW(AdamW):
     """AdamW with layer-wise learning-rate decay.
 
     Every variable `p` is updated by AdamW with the learning rate
@@ -154,7 +156,8 @@ class LayerDecayAdamW(keras.optimizers.AdamW):
             the rate of the last layers (multiplier 1). Defaults to `0.001`.
         num_layers: Int, number of encoder blocks `L` (12 for ViT-B).
         layer_decay: Float in `(0, 1]`. Defaults to `0.75`.
-        **kwargs: Forwarded to `keras.optimizers.AdamW` (`weight_decay`,
+        **kwargs: Forwarded to `keras_mae.optimizers.AdamW` (torch's update
+            and epsilon 1e-8; `weight_decay`,
             `beta_1`, `beta_2`, `epsilon`, `clipnorm`, ...). The MAE
             fine-tuning recipe uses `weight_decay=0.05`, `beta_2=0.999`,
             `epsilon=1e-8`.
