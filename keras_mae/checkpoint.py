@@ -20,18 +20,11 @@ import shutil
 
 import keras
 
+from keras_mae import files
+
 LATEST = "latest"
 WEIGHTS = "state.weights.h5"
 STATE = "state.json"
-
-
-def _atomic_write_text(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def model_config_of(model):
@@ -94,11 +87,11 @@ def save_checkpoint(directory, model, global_step, epoch, step_in_epoch, keep=2)
         "model_config": model_config_of(model),
         "seed_states": seed_states(model),
     }
-    _atomic_write_text(os.path.join(tmp, STATE), json.dumps(state, indent=2, sort_keys=True))
+    files.write_text(os.path.join(tmp, STATE), json.dumps(state, indent=2, sort_keys=True))
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
-    _atomic_write_text(os.path.join(directory, LATEST), name)
+    files.write_text(os.path.join(directory, LATEST), name)
     steps = sorted(d for d in os.listdir(directory) if d.startswith("step_"))
     for old in steps[:-keep]:
         shutil.rmtree(os.path.join(directory, old), ignore_errors=True)

@@ -1,10 +1,10 @@
 """Reconstruction grids: what the Masked Autoencoder sees and what it predicts."""
 
-import os
 
 import keras
 import numpy as np
 
+from keras_mae import files
 from keras_mae import ops as mae_ops
 
 IMAGENET_MEAN = mae_ops.IMAGENET_MEAN
@@ -98,11 +98,8 @@ def save_png(image, path, scale=1):
     picture = Image.fromarray(image)
     if scale > 1:
         picture = picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    tmp = path + ".tmp"
-    picture.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with files.atomic_path(path) as tmp:
+        picture.save(tmp, format="PNG")
     return path
 
 

@@ -24,6 +24,9 @@ class ClassifyConfig:
     of `keras_mae.models.CONFIGS`) with `model_overrides`. `image_size` 0
     means the encoder's. `eval_dataset` empty means `dataset`, loaded with
     `eval_split`. The learning rate is `base_lr * batch_size / 256`.
+    `crop_pct` is the evaluation transform's centre crop (the official 0.875:
+    shorter side resized to `image_size / crop_pct`, then a centre crop); 1.0
+    keeps images of the encoder's size as they are.
     """
 
     encoder: str = "random"
@@ -37,6 +40,7 @@ class ClassifyConfig:
     data_dir: str = None
     image_size: int = 0
     pooling: str = "cls"
+    crop_pct: float = 0.875
     epochs: int = 90
     batch_size: int = 256
     base_lr: float = 0.1

@@ -32,11 +32,10 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
-from recipes.linear_probe import (build_parser, check_encoder_source,  # noqa: E402
-                                  dataset_labels, load_encoder, load_sources, report,
-                                  resolve_config, validate_common, verbosity, warmup_cosine,
-                                  write_atomic)
-from recipes.pretrain import check_output_dir, parse_jit_compile  # noqa: E402
+from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
+                            load_encoder, load_sources, parse_jit_compile, report,
+                            validate_common, verbosity, warmup_cosine, write_atomic)
+from recipes.flags import build_parser, resolve_config  # noqa: E402
 
 
 def validate(config):
@@ -167,7 +166,7 @@ def run(config, output_dir, log=print):
               callbacks=[keras.callbacks.CSVLogger(history_path)], verbose=verbosity())
 
     eval_ds = data.labeled_dataset(eval_source, size, config.batch_size, training=False,
-                                   num_channels=channels)
+                                   num_channels=channels, crop_pct=config.crop_pct)
     logits = model.predict(eval_ds, verbose=0)
     return report(output_dir, model, "classifier.keras", logits, dataset_labels(eval_ds),
                   started, log)

@@ -24,7 +24,6 @@ into a temporary folder they delete); every worker resumes from the chief's
 checkpoint, so OUTPUT must be on a file system all workers share.
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -36,7 +35,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.flags import str2bool  # noqa: E402
+from recipes.common import check_output_dir, parse_jit_compile, save_atomic, write_atomic  # noqa: E402
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 
 
@@ -53,41 +52,6 @@ def build_parser():
 
 def resolve_config(args):
     return flags.resolve_config(args, PretrainConfig, get_config)
-
-
-def parse_jit_compile(value, backend=None, replicas=1):
-    """`"auto"`, true or false (from a flag or a config) -> Keras' `jit_compile`.
-
-    `"auto"` means XLA on JAX, and on TensorFlow with one replica (on a CPU,
-    Keras' own "auto" leaves TensorFlow uncompiled, about 1.5x slower); with
-    several TensorFlow replicas it stays Keras' "auto", because XLA has no
-    cross-replica collectives on CPUs. PyTorch runs eagerly.
-    """
-    if value == "auto":
-        import keras
-
-        backend = backend or keras.backend.backend()
-        if backend == "tensorflow" and replicas > 1:
-            return "auto"
-        return backend in ("tensorflow", "jax")
-    if isinstance(value, bool):
-        return value
-    try:
-        return str2bool(str(value))
-    except argparse.ArgumentTypeError:
-        raise ValueError(f"--jit-compile must be auto, true or false. Received: {value!r}")
-
-
-def check_output_dir(path):
-    """Creates the output directory and proves it writable, before any compute."""
-    try:
-        os.makedirs(path, exist_ok=True)
-        probe = os.path.join(path, f".write-test-{os.getpid()}")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as error:
-        raise ValueError(f"Output directory {path!r} is not writable: {error}") from error
 
 
 def validate(config):
@@ -262,8 +226,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     ckpt_dir = os.path.join(write_dir, "checkpoint")
     total_steps = config.epochs * steps_per_epoch
 
-    with open(os.path.join(write_dir, "config.json"), "w") as f:
-        f.write(config.to_json())
+    write_atomic(os.path.join(write_dir, "config.json"), config.to_json())
     log("keras-mae pretraining")
     log(f"  backend        {keras.backend.backend()}")
     log(f"  strategy       {strategy}: {replicas} replica(s), "
@@ -353,12 +316,7 @@ def _export(model, output_dir):
     """Writes model.keras, encoder.keras and encoder.weights.h5 atomically."""
     for obj, name, method in ((model, "model.keras", "save"), (model.encoder, "encoder.keras", "save"),
                               (model.encoder, "encoder.weights.h5", "save_weights")):
-        path = os.path.join(output_dir, name)
-        stem, ext = (name[:-len(".weights.h5")], ".weights.h5") if name.endswith(".weights.h5") \
-            else os.path.splitext(name)
-        tmp = os.path.join(output_dir, f".{stem}.tmp-{os.getpid()}{ext}")
-        getattr(obj, method)(tmp)
-        os.replace(tmp, path)
+        save_atomic(obj, os.path.join(output_dir, name), method)
 
 
 def _last_loss(history_path):

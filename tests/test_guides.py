@@ -42,8 +42,8 @@ SLOWEST_FIRST = ("probe_and_finetune", "official_weights", "pretrain_cifar10", "
 
 # Figures each guide must save (file names, anywhere under its working directory).
 FIGURES = {
-    "pretrain_cifar10": ["training_images.png", "loss.png", "reconstructions_over_training.png",
-                         "epoch_0000.png"],
+    "pretrain_cifar10": ["training_images.png", "loss.png", "knn.png",
+                         "reconstructions_over_training.png", "epoch_0000.png"],
     "probe_and_finetune": ["class_token_pca.png", "probe_and_finetune.png"],
     "official_weights": ["mask_ratios.png", "grid_075.png"],
     "distributed": ["learning_rate_vs_devices.png", "loss.png"],

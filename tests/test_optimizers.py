@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_mae.optimizers import LARS
+from keras_mae.optimizers import AdamW
 from keras_mae.optimizers import LayerDecayAdamW
 from keras_mae.optimizers import WarmupCosineDecay
 from keras_mae.optimizers import exclude_from_weight_decay_mae
@@ -280,7 +281,7 @@ def test_layer_decay_adamw_equals_adamw_with_scaled_lr():
     for index, variable in enumerate(variables):
         multiplier = multipliers[variable.path]
         reference = keras.Variable(initial[index])
-        plain = keras.optimizers.AdamW(learning_rate=lr * multiplier, weight_decay=wd)
+        plain = AdamW(learning_rate=lr * multiplier, weight_decay=wd)
         for grads in grads_per_step:
             _apply(plain, [grads[index]], [reference])
         np.testing.assert_allclose(
@@ -308,7 +309,7 @@ def test_layer_decay_adamw_fit_and_serialization():
     assert isinstance(again, LayerDecayAdamW)
 
     model = _tiny_vit(num_blocks=3)
-    exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
     model.compile(optimizer=optimizer, loss="mse")
     x = np.random.RandomState(2).randn(8, 3, 4).astype("float32")
     history = model.fit(
@@ -335,7 +336,8 @@ def test_lars_fit():
 def test_exclusion_list():
     model = _tiny_vit(num_blocks=1)
     optimizer = keras.optimizers.AdamW(weight_decay=0.05)
-    excluded = exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+    excluded = exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
+    # main_finetune.py's param_groups_lrd: ndim == 1 and the ViT's no_weight_decay() names
     assert excluded == [
         "patch_embedding/bias",
         "tokens/cls_token",
@@ -345,9 +347,16 @@ def test_exclusion_list():
         "encoder_norm/beta",
         "head/bias",
     ]
+    # main_pretrain.py's timm add_weight_decay: ndim <= 1 or a name ending in bias; tokens decay
+    pretrain = exclude_from_weight_decay_mae(keras.optimizers.AdamW(weight_decay=0.05),
+                                             model.trainable_variables, "pretrain")
+    assert pretrain == [p for p in excluded if p not in ("tokens/cls_token", "tokens/pos_embed")]
     optimizer.build(model.trainable_variables)
     with pytest.raises(ValueError, match="before the optimizer is built"):
-        exclude_from_weight_decay_mae(optimizer, model.trainable_variables)
+        exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
+    with pytest.raises(ValueError, match="groups='official'"):
+        exclude_from_weight_decay_mae(keras.optimizers.AdamW(), model.trainable_variables,
+                                      "official")
 
 
 @pytest.mark.parametrize(
@@ -365,7 +374,7 @@ def test_zero_gradient_decays_only_included_variables(make_optimizer):
         v.assign(np.ones(v.shape, "float32"))
     variables = model.trainable_variables
     optimizer = make_optimizer()
-    excluded = exclude_from_weight_decay_mae(optimizer, variables)
+    excluded = exclude_from_weight_decay_mae(optimizer, variables, "finetune")
     _apply(optimizer, [np.zeros(v.shape) for v in variables], variables)
     for v in variables:
         value = _np(v)

@@ -67,7 +67,9 @@ class ViTClassifier(keras.Model):
       (the linear-probe default).
 
     With `head_batch_norm=True` the head is `BatchNormalization(center=False,
-    scale=False, epsilon=1e-6)` then Dense, as the official linear probe. The
+    scale=False, epsilon=1e-6, momentum=0.9)` then Dense, as the official linear
+    probe (`BatchNorm1d(affine=False, eps=1e-6)`: torch's momentum 0.1 weights
+    the new batch, Keras' 0.9 the running value). The
     head kernel is truncated-normal with `head_init_std` (2e-5 for
     fine-tuning, 0.01 for the probe), the bias zero.
 
@@ -144,7 +146,8 @@ class ViTClassifier(keras.Model):
         self.head_norm = None
         if self.head_batch_norm:
             self.head_norm = keras.layers.BatchNormalization(
-                center=False, scale=False, epsilon=1e-6, dtype=policy, name="head_norm"
+                center=False, scale=False, epsilon=1e-6, momentum=0.9, dtype=policy,
+                name="head_norm"
             )
         self.head = keras.layers.Dense(
             self.num_classes,

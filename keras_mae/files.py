@@ -1,0 +1,60 @@
+"""Write-then-rename: a file the library writes appears whole or not at all.
+
+Every file written by the library and the recipes (checkpoints' state,
+reconstruction PNGs, `config.json`, `metrics.json`, `.keras` models, weights)
+goes through `atomic_path`: the content is written under a temporary name in
+the same folder, flushed, and renamed over the target, so a crash mid-write
+leaves the previous file untouched.
+"""
+
+import contextlib
+import os
+import shutil
+
+_DOUBLE_EXTENSIONS = (".weights.h5", ".weights.json")
+
+
+def _split(name):
+    for ext in _DOUBLE_EXTENSIONS:
+        if name.endswith(ext):
+            return name[:-len(ext)], ext
+    return os.path.splitext(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`, with the same extension; renames it over `path` on success.
+
+    If the block raises, the temporary file (or folder) is removed and `path`
+    is left as it was. The extension is kept because Keras chooses the format
+    from it (`.keras`, `.weights.h5`).
+
+    Example:
+    ```python
+    with atomic_path("runs/a/model.keras") as tmp:
+        model.save(tmp)
+    ```
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    stem, ext = _split(name)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{stem}.tmp-{os.getpid()}{ext}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically (flushed and fsynced before the rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    return path

@@ -1,0 +1,157 @@
+"""Weighted kNN and the KNNMonitor callback, on data whose neighbours are known by construction."""
+
+import csv
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from keras_mae import callbacks, knn
+from keras_mae.data import load_source, slice_source
+from recipes import pretrain
+
+
+def test_votes_are_weighted_by_exp_similarity_over_temperature():
+    # the query's 3 nearest references: two of class 0 at cosine 0.5, one of class 1 at 0.9
+    angle = lambda c: [c, math.sqrt(1 - c * c)]  # noqa: E731  unit vectors at cosine c to [1, 0]
+    reference = np.array([angle(0.5), [angle(0.5)[0], -angle(0.5)[1]], angle(0.9), [-1.0, 0.0]])
+    labels = np.array([0, 0, 1, 2])
+    query = np.array([[1.0, 0.0]])
+    # weighted (T = 0.07): 2 exp(0.5 / 0.07) < exp(0.9 / 0.07), so class 1 wins
+    assert knn.knn_predict(reference, labels, query, 3, k=3).tolist() == [1]
+    # a flat vote (large T) is the majority: class 0
+    assert knn.knn_predict(reference, labels, query, 3, k=3, temperature=100.0).tolist() == [0]
+    # k = 1 is the nearest neighbour alone; the far class-2 point never votes with k = 3
+    assert knn.knn_predict(reference, labels, query, 3, k=1).tolist() == [1]
+    assert knn.knn_predict(reference, labels * 0 + 2, query, 3, k=3).tolist() == [2]
+
+
+def test_cosine_not_euclidean_and_scale_free():
+    reference = np.array([[10.0, 0.0], [0.1, 0.1]])  # far but aligned, near but at 45 degrees
+    query = np.array([[0.2, 0.0]])
+    assert knn.knn_predict(reference, np.array([0, 1]), query, 2, k=1).tolist() == [0]
+    assert knn.knn_accuracy(reference * 7, [0, 1], query * 3, [0], 2, k=1) == 1.0
+
+
+def test_bad_arguments_are_named():
+    ref, labels = np.ones((3, 2)), np.array([0, 1, 1])
+    with pytest.raises(ValueError, match=r"\(3, 2\) and \(1, 5\)"):
+        knn.knn_predict(ref, labels, np.ones((1, 5)), 2)
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        knn.knn_predict(ref, labels, np.ones((1, 2)), 1)
+    with pytest.raises(ValueError, match="k=0"):
+        knn.knn_predict(ref, labels, np.ones((1, 2)), 2, k=0)
+
+
+class _ColourTokens(keras.layers.Layer):
+    """`(B, H, W, C)` -> `(B, 1 + H * W, C)`: the pixels as patch tokens, their mean as class token."""
+
+    def call(self, images, training=None):
+        shape = keras.ops.shape(images)
+        pixels = keras.ops.reshape(images, (shape[0], -1, shape[-1]))
+        return keras.ops.concatenate([keras.ops.mean(pixels, axis=1, keepdims=True), pixels], 1)
+
+
+class _Model(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.encoder = _ColourTokens()
+
+    def call(self, images):
+        return self.encoder(images)
+
+
+def _colour_images(labels, seed):
+    """Class c has mean colour `COLOURS[c]`, plus pixel noise."""
+    colours = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0]], np.float32)
+    rng = np.random.RandomState(seed)
+    return colours[labels][:, None, None, :] + rng.randn(len(labels), 4, 4, 3).astype("f") * 0.3
+
+
+def test_monitor_scores_known_neighbours():
+    y_ref = np.repeat(np.arange(4), 10)
+    y_query = np.tile(np.arange(4), 5)
+    x_ref, x_query = _colour_images(y_ref, 0), _colour_images(y_query, 1)
+    model = _Model()
+    for pooling in ("avg", "cls"):
+        monitor = callbacks.KNNMonitor(x_ref, y_ref, x_query, y_query, pooling=pooling,
+                                       batch_size=7)
+        monitor.set_model(model)
+        assert monitor.evaluate() == 1.0
+        # half of the queries carry another class's label: exactly half are right
+        wrong = y_query.copy()
+        wrong[::2] = (wrong[::2] + 1) % 4
+        monitor = callbacks.KNNMonitor(x_ref, y_ref, x_query, wrong, pooling=pooling)
+        monitor.set_model(model)
+        assert monitor.evaluate(epoch=3) == 0.5
+        assert monitor.history[0][:2] == (3, 0.5)
+    features = monitor.features(x_query[:3])
+    np.testing.assert_allclose(features, x_query[:3].reshape(3, -1, 3).mean(1), rtol=1e-5)
+
+
+def test_monitor_writes_the_logs_every_n_epochs(tmp_path):
+    import keras_mae
+
+    model = keras_mae.models.build("mae_vit_tiny_patch4", hidden_dim=16, depth=1, num_heads=2,
+                                   decoder_hidden_dim=8, decoder_depth=1, decoder_num_heads=2,
+                                   patch_size=8, seed=0)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    rng = np.random.RandomState(0)
+    x = rng.randn(16, 32, 32, 3).astype("float32")
+    y = rng.randint(0, 3, 16)
+    monitor = callbacks.KNNMonitor(x[:12], y[:12], x[12:], y[12:], every_n_epochs=2, k=5)
+    path = tmp_path / "history.csv"
+    history = model.fit(x, batch_size=8, epochs=4, verbose=0,
+                        callbacks=[monitor, keras.callbacks.CSVLogger(str(path))])
+    values = history.history["knn_top1"]
+    assert [math.isnan(v) for v in values] == [True, False, True, False]
+    assert [e for e, _, _ in monitor.history] == [2, 4]
+    # the value logged after the last epoch is that of the final encoder
+    assert values[3] == monitor.evaluate() == monitor.history[-1][1]
+    rows = list(csv.DictReader(open(path)))
+    assert [r["knn_top1"] == "nan" for r in rows] == [True, False, True, False]
+    with pytest.raises(ValueError, match="every_n_epochs"):
+        callbacks.KNNMonitor(x, y, x, y, every_n_epochs=0)
+    with pytest.raises(ValueError, match="3 images, 2 labels"):
+        callbacks.KNNMonitor(x[:3], y[:2], x, y)
+
+
+def test_slice_source_keeps_order_and_checks_range():
+    source = load_source("digits")
+    part = slice_source(source, 100, 5)
+    want = [e["labels"].numpy() for e in source.dataset.skip(100).take(5)]
+    assert [e["labels"].numpy() for e in part.dataset] == want
+    assert part.num_examples == 5
+    with pytest.raises(ValueError, match="1499..1500"):
+        slice_source(source, 1499, 2)
+
+
+def test_recipe_reports_knn_before_and_during_training(tmp_path):
+    rng = np.random.RandomState(0)
+    path = tmp_path / "colours.npz"
+    labels = rng.randint(0, 4, 60)
+    images = np.clip(_colour_images(labels, 2) * 0.5 + 0.25, 0, 1)
+    np.savez(path, x=np.repeat(np.repeat(images, 8, 1), 8, 2), y=labels)
+    lines = []
+    overrides = '{"hidden_dim": 16, "depth": 1, "num_heads": 2, "decoder_hidden_dim": 8, ' \
+                '"decoder_depth": 1, "decoder_num_heads": 2, "patch_size": 8}'
+    argv = ["--config", "digits", "--dataset", str(path), "--model-overrides", overrides,
+            "--batch-size", "20", "--epochs", "2", "--knn-every-epochs", "1",
+            "--knn-reference", "40", "--knn-queries", "12", "--output-dir", str(tmp_path / "run")]
+    config = pretrain.resolve_config(pretrain.build_parser().parse_args(argv))
+    pretrain.run(config, str(tmp_path / "run"), log=lines.append)
+    knn_lines = [line for line in lines if line.startswith("  knn")]
+    assert "40 reference" in knn_lines[0] and "12 queries" in knn_lines[0]
+    assert "[48:60]" in knn_lines[0]
+    assert "before training" in knn_lines[1]
+    assert "after epoch 1" in knn_lines[2] and "after epoch 2" in knn_lines[3]
+    rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
+    assert all(0.0 <= float(r["knn_top1"]) <= 1.0 for r in rows)
+    off = []
+    pretrain.run(pretrain.resolve_config(pretrain.build_parser().parse_args(
+        argv[:-2] + ["--knn-every-epochs", "0", "--output-dir", str(tmp_path / "off")])),
+        str(tmp_path / "off"), log=off.append)
+    assert any("knn monitor    off" in line for line in off)
+    with pytest.raises(ValueError, match="--knn-every-epochs must be an int >= 0"):
+        pretrain.validate(pretrain.get_config("digits").__class__(knn_every_epochs=-1))
