@@ -84,3 +84,25 @@ def test_stop_on_non_finite_loss_names_the_step():
     with pytest.raises(FloatingPointError, match=r"at step \d+"):
         model.fit(images, batch_size=2, epochs=3, verbose=0,
                   callbacks=[callbacks.StopOnNonFiniteLoss(start_step=10)])
+
+
+def test_reconstruction_grids_pose_the_same_masks_every_epoch(tmp_path):
+    model = tiny_mae()
+    images = random_images(3)
+    callback = callbacks.ReconstructionCallback(images, str(tmp_path / "a"), seed=4)
+    callback.set_model(model)
+    first, second = callback.write(1), callback.write(2)
+    assert open(first, "rb").read() == open(second, "rb").read()
+    other = callbacks.ReconstructionCallback(images, str(tmp_path / "b"), seed=5)
+    other.set_model(model)
+    assert open(other.write(1), "rb").read() != open(first, "rb").read()
+
+
+def test_non_finite_loss_is_reported_at_its_global_step():
+    callback = callbacks.StopOnNonFiniteLoss(start_step=10)
+    callback.set_model(tiny_mae())
+    for batch in range(3):  # global steps 11, 12, 13
+        callback.on_train_batch_end(batch, {"loss": 0.5})
+    with pytest.raises(FloatingPointError, match=r"Loss became inf at step 14 \(epoch batch 3\)"):
+        callback.on_train_batch_end(3, {"loss": float("inf")})
+    assert callback.model.stop_training
