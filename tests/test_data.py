@@ -269,11 +269,11 @@ def test_dataset_sources_are_normalised():
 def test_float_and_integer_arrays_converted():
     src = load_source(np.full((2, 4, 4, 3), 0.5, np.float64))
     assert int(next(iter(src.dataset))["images"][0, 0, 0]) == 128
-    # floats in [0, 1] scale by 255 and round: 0.2 -> 51, 0.9 -> 229.5 -> 230 (half to even)
-    values = np.array([0.0, 0.002, 0.2, 0.5, 0.9, 1.0], np.float32)
+    # floats in [0, 1] scale by 255 and round: 0.2 -> 51, 0.6 -> 153 (x 256 would give 154)
+    values = np.array([0.0, 0.002, 0.2, 0.5, 0.6, 1.0], np.float32)
     src = load_source(np.broadcast_to(values[:, None, None, None], (6, 2, 2, 3)))
     got = [int(e["images"][0, 0, 0]) for e in src.dataset]
-    assert got == [0, 1, 51, 128, 230, 255]
+    assert got == [0, 1, 51, 128, 153, 255]
     with pytest.raises(ValueError, match="1.5"):
         load_source(np.full((1, 2, 2, 3), 1.5, np.float32))
     src = load_source(np.full((2, 4, 4), 200, np.int32))
