@@ -125,3 +125,46 @@ def test_eval_transform_matches_pil_resize_and_centre_crop():
     # one pixel of offset, or another ratio, is far from it
     shifted = np.asarray(resized, np.float64)[top + 1:top + 1 + size, left:left + size]
     assert np.abs(ours - shifted).mean() > 2.0
+
+
+def _timm_erasing_boxes(height, width, n, seed=0):
+    """(n, 2) erased (h, w) of timm's RandomErasing(probability=1, mode="pixel"), in numpy."""
+    rng = np.random.RandomState(seed)
+    boxes = []
+    for _ in range(n):
+        box = (0, 0)
+        for _ in range(10):
+            target = rng.uniform(0.02, 1 / 3) * height * width
+            aspect = math.exp(rng.uniform(math.log(0.3), math.log(1 / 0.3)))
+            h, w = int(round(math.sqrt(target * aspect))), int(round(math.sqrt(target / aspect)))
+            if w < width and h < height:
+                box = (h, w)
+                break
+        boxes.append(box)
+    return np.array(boxes, np.float64)
+
+
+def test_random_erasing_is_timms_pixel_mode():
+    from keras_mae.data import random_erasing
+
+    height, width, n = 24, 32, 1500
+    image = tf.fill([height, width, 3], 5.0)
+    erased = next(iter(tf.data.Dataset.range(n).map(
+        lambda i: random_erasing(image, tf.stack([i, 5]), prob=1.0)).batch(n))).numpy()
+    changed = erased != 5.0
+    rows, cols = changed.any(axis=(2, 3)), changed.any(axis=(1, 3))
+    sizes = np.stack([rows.sum(1), cols.sum(1)], 1).astype(np.float64)
+    # one rectangle, every channel of it replaced
+    np.testing.assert_array_equal(changed.sum(axis=(1, 2, 3)), sizes[:, 0] * sizes[:, 1] * 3)
+    want = _timm_erasing_boxes(height, width, n)
+    assert _ks(sizes[:, 0] * sizes[:, 1], want[:, 0] * want[:, 1]) < KS_LIMIT
+    assert _ks(np.log(sizes[:, 0] / sizes[:, 1]), np.log(want[:, 0] / want[:, 1])) < KS_LIMIT
+    # the fill is per-pixel, per-channel N(0, 1) noise
+    noise = erased[changed]
+    assert abs(noise.mean()) < 0.02 and abs(noise.std() - 1.0) < 0.02
+    assert np.mean(np.abs(np.diff(erased[0][changed[0]].reshape(-1, 3), axis=1)) > 0) > 0.99
+    # probability 0.25: 3 standard deviations of a binomial
+    gated = next(iter(tf.data.Dataset.range(n).map(
+        lambda i: random_erasing(image, tf.stack([i, 6]), prob=0.25)).batch(n))).numpy()
+    rate = np.mean((gated != 5.0).any(axis=(1, 2, 3)))
+    assert abs(rate - 0.25) < 3 * math.sqrt(0.25 * 0.75 / n)
