@@ -91,13 +91,50 @@ def panels_to_grid(panels, padding=2):
     return np.round(grid * 255).astype(np.uint8)
 
 
-def save_png(image, path, scale=1):
-    """Writes a `(H, W, 3)` uint8 image as PNG atomically (temp file, then rename)."""
+COLUMN_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
+"""The columns of `reconstruction_grid`, left to right."""
+
+TITLE_HEIGHT = 28
+"""Pixels of the title strip `save_png` adds above an image given `titles` (two text lines)."""
+
+
+def _title_strip(width, titles):
+    """A white `(TITLE_HEIGHT, width)` PIL image with `titles` centred over equal columns."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, TITLE_HEIGHT), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    column = width / len(titles)
+    for j, title in enumerate(titles):
+        lines, words = [""], title.split()
+        for word in words:  # wrap onto a second line when the column is narrow
+            trial = f"{lines[-1]} {word}".strip()
+            if lines[-1] and draw.textlength(trial) > column - 4:
+                lines.append(word)
+            else:
+                lines[-1] = trial
+        for k, line in enumerate(lines[:2]):
+            x = j * column + (column - draw.textlength(line)) / 2
+            draw.text((max(x, j * column), 2 + 12 * k), line, fill=(0, 0, 0))
+    return strip
+
+
+def save_png(image, path, scale=1, titles=None):
+    """Writes a `(H, W, 3)` uint8 image as PNG atomically (temp file, then rename).
+
+    `titles`: optional column titles, drawn in a white strip of `TITLE_HEIGHT`
+    pixels above the (scaled) image, one per equal-width column.
+    """
     from PIL import Image
 
     picture = Image.fromarray(image)
     if scale > 1:
         picture = picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
+    if titles:
+        titled = Image.new("RGB", (picture.width, picture.height + TITLE_HEIGHT), (255, 255, 255))
+        titled.paste(_title_strip(picture.width, titles), (0, 0))
+        titled.paste(picture, (0, TITLE_HEIGHT))
+        picture = titled
     with files.atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path
@@ -106,6 +143,9 @@ def save_png(image, path, scale=1):
 def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN,
                         std=IMAGENET_STD, scale=None, mask_ratio=None):
     """One image with a row per input: original, masked, reconstruction, pasted.
+
+    The PNG written to `path` carries `COLUMN_TITLES` in a strip above the
+    grid; the returned array is the grid alone.
 
     Args:
         model: a `MaskedAutoencoder`.
@@ -135,5 +175,5 @@ def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN
     if path is not None:
         if scale is None:
             scale = max(1, 128 // max(model.image_size))
-        save_png(grid, path, scale=scale)
+        save_png(grid, path, scale=scale, titles=COLUMN_TITLES)
     return grid

@@ -132,7 +132,7 @@ def probe_cifar10():
     Command: `python recipes/linear_probe.py --config cifar10 --encoder
     runs/cifar10/encoder.keras --dataset DIR/cifar10_train_0.npz --eval-dataset
     DIR/cifar10_test_1k.npz --output-dir runs/cifar10_probe`.
-    Time and result: see the linear-probe issue notes.
+    Time and result: MEASURED_PROBE
     """
     return ProbeConfig(dataset="tfds:cifar10", epochs=90, batch_size=1024, base_lr=0.1,
                        warmup_epochs=10)

@@ -52,7 +52,8 @@ def test_grid_png_and_visible_patches_pasted(tmp_path):
     path = str(tmp_path / "grid.png")
     grid = visualize.reconstruction_grid(model, images, noise=noise, path=path, scale=1)
     assert grid.shape == (3 * 34 + 2, 4 * 34 + 2, 3) and grid.dtype == np.uint8
-    np.testing.assert_array_equal(np.asarray(Image.open(path)), grid)
+    saved = np.asarray(Image.open(path).convert("RGB"))
+    np.testing.assert_array_equal(saved[visualize.TITLE_HEIGHT:], grid)  # below the titles
     panels = visualize.reconstruction_panels(model, images, noise)
     mask = to_numpy(model(images, noise=noise)["mask"])
     row, col = divmod(int(np.argmin(mask[1])), 4)
@@ -106,3 +107,21 @@ def test_non_finite_loss_is_reported_at_its_global_step():
     with pytest.raises(FloatingPointError, match=r"Loss became inf at step 14 \(epoch batch 3\)"):
         callback.on_train_batch_end(3, {"loss": float("inf")})
     assert callback.model.stop_training
+
+
+def test_saved_grid_has_column_titles_above_the_unchanged_grid(tmp_path):
+    from PIL import Image
+
+    model = tiny_mae()
+    path = str(tmp_path / "grid.png")
+    grid = visualize.reconstruction_grid(model, random_images(2), path=path, scale=4)
+    saved = np.asarray(Image.open(path).convert("RGB"))
+    strip, body = saved[:visualize.TITLE_HEIGHT], saved[visualize.TITLE_HEIGHT:]
+    np.testing.assert_array_equal(body, np.repeat(np.repeat(grid, 4, 0), 4, 1))
+    assert len(visualize.COLUMN_TITLES) == 4
+    # every column's title leaves dark text pixels inside its own quarter of the strip
+    quarters = np.array_split(np.arange(strip.shape[1]), 4)
+    assert all((strip[:, q].min(axis=-1) < 128).sum() > 10 for q in quarters)
+    untitled = str(tmp_path / "plain.png")
+    visualize.save_png(grid, untitled)
+    np.testing.assert_array_equal(np.asarray(Image.open(untitled).convert("RGB")), grid)
