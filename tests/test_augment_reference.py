@@ -168,3 +168,18 @@ def test_random_erasing_is_timms_pixel_mode():
         lambda i: random_erasing(image, tf.stack([i, 6]), prob=0.25)).batch(n))).numpy()
     rate = np.mean((gated != 5.0).any(axis=(1, 2, 3)))
     assert abs(rate - 0.25) < 3 * math.sqrt(0.25 * 0.75 / n)
+
+
+def test_rand_augment_geometric_fill_is_timms_mean_colour():
+    """timm's create_transform(..., mean=IMAGENET_DEFAULT_MEAN): fillcolor round(255 * mean)."""
+    from keras_mae.data import mix
+
+    image = tf.fill([16, 16, 3], 200.0)
+    index = tf.constant(mix.RAND_AUGMENT_OPS.index("translate_x"))
+    moved = mix._apply_op(index, image, tf.constant(1.0), tf.constant(1.0)).numpy()
+    # a shift of 0.45 x 16 = 7.2 columns: 7 columns of fill on one side, 8 of image on the other
+    if moved[0, 0, 0] == 200.0:
+        moved = moved[:, ::-1]
+    exposed = moved[:, :7].reshape(-1, 3)
+    np.testing.assert_allclose(exposed, np.broadcast_to([124.0, 116.0, 104.0], exposed.shape))
+    np.testing.assert_allclose(moved[:, 8:], 200.0)
