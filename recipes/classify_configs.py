@@ -134,8 +134,8 @@ def probe_cifar10():
     DIR/cifar10_test_1k.npz --output-dir runs/cifar10_probe`.
     Time and result: MEASURED_PROBE
     """
-    return ProbeConfig(dataset="tfds:cifar10", epochs=90, batch_size=1024, base_lr=0.1,
-                       warmup_epochs=10)
+    return ProbeConfig(dataset="tfds:cifar10", pooling="avg", crop_pct=1.0, epochs=90,
+                       batch_size=1024, base_lr=10.0, warmup_epochs=10)
 
 
 def probe_paper_vit_base():
