@@ -134,13 +134,23 @@ augmentation, the features of each image never change, so we compute them once a
 train only the head on them, which takes seconds.
 
 Three settings differ from the paper's ImageNet protocol, each chosen by measurement on
-CIFAR-10 (CPU figures below): PROBE_CHOICES
+CIFAR-10 (CPU figures, 1,000 test images, pretrained / untrained encoder):
+
+- the features are the mean of the patch tokens (`pooling="avg"`, then a LayerNorm
+  without parameters) rather than the class token: 59.1% / 46.6% against 58.8% / 46.6%;
+- the LARS base rate is 10 at batch 1024: the paper's 0.1 is made for batch 16,384 and
+  far more steps, and here gives 53.3% / 36.4%;
+- the 32 px images are used as they are (`crop_pct=1.0`), not enlarged and cropped.
+
+With these settings the repository's recipe (`recipes/linear_probe.py --config cifar10`)
+scored 59.2% for the encoder of the `cifar10_cpu` pretraining and 44.7% for the same ViT
+untrained.
 """
 
-PROBE_POOLING, PROBE_BASE_LR, PROBE_BATCH, CROP_PCT = "PROBE_POOLING_VALUE", 0.0, 1024, 1.0
+PROBE_POOLING, PROBE_BASE_LR, PROBE_BATCH, CROP_PCT = "avg", 10.0, 1024, 1.0
 
 
-def class_token_features(extractor, source):
+def pooled_features(extractor, source):
     """(features, labels) of every image of `source`, centre view, frozen encoder."""
     dataset = data.labeled_dataset(source, IMAGE_SIZE, BATCH_SIZE, training=False,
                                    crop_pct=CROP_PCT)
@@ -150,16 +160,26 @@ def class_token_features(extractor, source):
     return extractor.predict(dataset, verbose=0), labels
 
 
+class Features(keras.Model):
+    """Images -> the probe's pooled features, encoder in inference mode (for `predict`)."""
+
+    def __init__(self, probe):
+        super().__init__()
+        self.probe = probe
+
+    def call(self, images):
+        return self.probe.features(images, training=False)
+
+
 def linear_probe(encoder):
     probe = ViTClassifier.from_encoder(encoder, NUM_CLASSES, pooling=PROBE_POOLING,
                                        head_batch_norm=True, head_init_std=0.01)
     probe.encoder.trainable = False
     if probe.fc_norm is not None:
         probe.fc_norm.trainable = False
-    images = keras.Input((IMAGE_SIZE, IMAGE_SIZE, 3))
-    extractor = keras.Model(images, probe.features(images, training=False))
-    train_x, train_y = class_token_features(extractor, train_source)
-    test_x, test_y = class_token_features(extractor, test_source)
+    extractor = Features(probe)
+    train_x, train_y = pooled_features(extractor, train_source)
+    test_x, test_y = pooled_features(extractor, test_source)
     features = keras.Input((probe.hidden_dim,))
     head = keras.Model(features, probe.classify_features(features))
     batch = min(PROBE_BATCH, len(train_x))
@@ -182,7 +202,7 @@ for name, encoder in encoders.items():
           f"{probe_results[name][0]['val_accuracy'][-1]:.1%}")
 
 """
-What the head sees: the test images' class tokens projected on their first two principal
+What the head sees: the test images' pooled features projected on their first two principal
 components, one colour per class. Clusters that already separate before any label was
 used are what the probe exploits.
 """
@@ -193,7 +213,7 @@ for axis, (name, (_, features, labels)) in zip(axes, probe_results.items()):
     _, _, directions = np.linalg.svd(centred, full_matrices=False)
     points = centred @ directions[:2].T
     axis.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=4)
-    axis.set_title(f"{name} encoder: class tokens (PCA)")
+    axis.set_title(f"{name} encoder: pooled features (PCA)")
     axis.set_xticks([])
     axis.set_yticks([])
 show(figure, "class_token_pca.png")
@@ -250,8 +270,9 @@ for name, encoder in encoders.items():
 ## Results
 
 On the left, test accuracy after each fine-tuning epoch; on the right, the final numbers
-of both protocols. We have not measured this notebook's numbers on CIFAR-10, so we cannot
-quote them; what to look for is the gap between the two encoders under each protocol.
+of both protocols. The probe's CPU figures are above (59.2% against 44.7% with the
+recipe); this notebook's fine-tuning numbers have not been measured. What to look for is
+the gap between the two encoders under each protocol.
 The paper reports, on ImageNet with ViT-B/16: 68.0% linear probe and 83.6% fine-tuned
 after MAE pretraining, against 82.3% for the same ViT trained from scratch with a strong
 recipe (paper).

@@ -99,8 +99,24 @@ def cifar10_cpu():
 
     Command: `python recipes/pretrain.py --config cifar10_cpu --dataset
     ../shared/data/cifar10_train_0.npz,../shared/data/cifar10_train_1.npz
-    --output-dir runs/cifar10_cpu` (40,000 images, 156 steps of 256 per epoch).
-    Time and result: being measured.
+    --output-dir runs/cifar10_cpu` (40,000 images, 156 steps of 256 per epoch,
+    3,120 steps; default TensorFlow backend with XLA).
+    Time: 80 min 13 s in all (4,780 s of training: 208-255 s an epoch, the
+    kNN monitor's 6 evaluations 26-47 s each) on a 2-core Intel Xeon
+    (AVX-512, AMX), part of it shared with a test run at low priority.
+    Result: norm_pix masked-patch loss 0.893 after epoch 1, 0.384 after
+    epoch 20. kNN top-1 (5,000 reference and 1,000 held-out training images,
+    mean patch token) 28.4% before training, then 36.0 / 39.2 / 41.1 / 41.5 /
+    41.9% after epochs 4 / 8 / 12 / 16 / 20. Linear probe
+    (`recipes/linear_probe.py --config cifar10 --encoder RUN/encoder.keras
+    --dataset` the same two files `--eval-dataset cifar10_test_1k.npz`):
+    59.2% top-1 on the 1,000 test images, against 44.7% for the same
+    architecture untrained (`--encoder random --encoder-config RUN/config.json`).
+    Settings chosen for the budget: the paper's mask ratio 0.75, norm_pix
+    loss, AdamW (0.9, 0.95), weight decay 0.05; base lr 1.5e-3 (10x the
+    paper's, for a short run at batch 256; the paper's 1.5e-4 at batch 4096
+    is a rate of 2.4e-3), 3 warmup epochs, the library's 128-wide 4-block
+    decoder. Not compared with other sizes or rates within this budget.
     """
     return PretrainConfig(
         model="mae_vit_tiny_patch4", dataset="tfds:cifar10", image_size=32,

@@ -390,3 +390,14 @@ def test_zero_gradient_decays_only_included_variables(make_optimizer):
         # Decoupled: p * (1 - lr * wd); the head has multiplier 1.
         want = 1.0 - 0.1 * 0.5
     np.testing.assert_allclose(_np(head), want, rtol=1e-6)
+
+
+def test_warmup_cosine_equals_keras_cosine_decay_and_takes_arrays():
+    ours = WarmupCosineDecay(2e-3, total_steps=1200, warmup_steps=100, min_lr=1e-5)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, 1100, alpha=1e-5 / 2e-3, warmup_target=2e-3, warmup_steps=100)
+    for step in (0, 1, 50, 99, 100, 101, 600, 1199, 1200, 1500):
+        assert float(ours(step)) == pytest.approx(float(keras_schedule(step)), abs=2e-9), step
+    steps = np.arange(0, 1300, 7)
+    np.testing.assert_allclose(_np(ours(steps)), [float(ours(int(s))) for s in steps],
+                               rtol=0, atol=2e-9)

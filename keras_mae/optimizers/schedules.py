@@ -63,14 +63,17 @@ def scaled_learning_rate(base_lr, global_batch_size):
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
-class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
-    """Linear warmup followed by a half-cycle cosine decay, in the MAE recipes' terms.
+class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup followed by a half-cycle cosine decay.
 
-    Keras' `CosineDecay(0.0, total_steps - warmup_steps, alpha=min_lr / peak_lr,
-    warmup_target=peak_lr, warmup_steps=warmup_steps)` computes the schedule;
-    this class adds the MAE arguments (peak, total and warmup steps, absolute
-    `min_lr`), their validation, and `min_lr` from `total_steps` on (also when
-    `warmup_steps == total_steps`, where Keras' decay would have no steps).
+    The values equal Keras' `CosineDecay(0.0, total_steps - warmup_steps,
+    alpha=min_lr / peak_lr, warmup_target=peak_lr, warmup_steps=warmup_steps)`
+    (tested to 1e-6 of the peak). This class is kept for what Keras' lacks:
+    it evaluates an array of steps elementwise (Keras' branches with
+    `ops.cond`, which on JAX takes scalar steps only, so a whole schedule
+    cannot be plotted in one call), takes the MAE arguments (absolute
+    `min_lr`), and returns `min_lr` from `total_steps` on, also when
+    `warmup_steps == total_steps`.
 
     For an optimizer step `step` (0-based, as passed by Keras optimizers):
 
@@ -130,21 +133,27 @@ class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
                 "`min_lr` must not exceed `peak_lr`. Received: "
                 f"min_lr={min_lr!r}, peak_lr={peak_lr!r}"
             )
-        alpha = float(min_lr) / float(peak_lr) if peak_lr > 0 else 0.0
-        decay_steps = max(total_steps - warmup_steps, 1)
-        if warmup_steps > 0:
-            super().__init__(0.0, decay_steps, alpha=alpha, warmup_target=float(peak_lr),
-                             warmup_steps=warmup_steps)
-        else:
-            super().__init__(float(peak_lr), decay_steps, alpha=alpha)
         self.peak_lr = peak_lr
         self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
         self.min_lr = min_lr
 
     def __call__(self, step):
-        lr = super().__call__(step)
-        done = ops.cast(step, lr.dtype) >= float(self.total_steps)
-        return ops.where(done, ops.cast(self.min_lr, lr.dtype), lr)
+        step = ops.cast(step, "float32")
+        peak_lr = float(self.peak_lr)
+        min_lr = float(self.min_lr)
+        warmup = float(self.warmup_steps)
+        # Both denominators are guarded; the guarded branches are never
+        # selected when the true denominator is zero.
+        warmup_lr = peak_lr * step / max(warmup, 1.0)
+        decay_steps = max(float(self.total_steps) - warmup, 1.0)
+        progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)
+        cosine_lr = min_lr + (peak_lr - min_lr) * 0.5 * (
+            1.0 + ops.cos(math.pi * progress)
+        )
+        lr = ops.where(step < warmup, warmup_lr, cosine_lr)
+        # Explicit clamp, also covering `warmup_steps == total_steps`.
+        return ops.where(step >= float(self.total_steps), min_lr, lr)
 
     def get_config(self):
         return {
