@@ -13,6 +13,10 @@ Two rules, one per stage of the official code:
 
 The linear probe needs neither: its LARS (`util/lars.py`) skips decay and
 the trust ratio for every `ndim <= 1` parameter by itself.
+
+The pretraining recipe follows the official rule. To leave the tokens
+undecayed instead (as newer timm models list them in `no_weight_decay()`),
+pass `extra_names=("cls_token", "mask_token")`.
 """
 
 NO_WEIGHT_DECAY_NAMES = (
