@@ -56,7 +56,7 @@ class _ColourTokens(keras.layers.Layer):
 class _Model(keras.Model):
     def __init__(self):
         super().__init__()
-        self.encoder = _ColourTokens()
+        self.encoder = _ColourTokens(name="colour_tokens")
 
     def call(self, images):
         return self.encoder(images)
