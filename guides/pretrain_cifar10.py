@@ -188,15 +188,10 @@ into the training logs as `knn_top1` (NaN on epochs it does not run).
 """
 
 
-def labelled_arrays(source, start, count):
-    part = data.slice_source(source, start, count)
-    batches = list(data.labeled_dataset(part, IMAGE_SIZE, 500, training=False))
-    return (np.concatenate([b[0].numpy() for b in batches]),
-            np.concatenate([b[1].numpy() for b in batches]))
-
-
-reference = labelled_arrays(source, 0, 200 if SMALL else 5000)
-queries = labelled_arrays(eval_source, 0, 100 if SMALL else 1000)
+reference = data.labeled_arrays(data.slice_source(source, 0, 200 if SMALL else 5000),
+                                IMAGE_SIZE)
+queries = data.labeled_arrays(data.slice_source(eval_source, 0, 100 if SMALL else 1000),
+                              IMAGE_SIZE)
 knn = keras_mae.callbacks.KNNMonitor(*reference, *queries,
                                      every_n_epochs=1 if SMALL else 4)
 knn.set_model(model)

@@ -1,6 +1,5 @@
 """Reconstruction grids: what the Masked Autoencoder sees and what it predicts."""
 
-
 import keras
 import numpy as np
 

@@ -68,21 +68,6 @@ def build_optimizer(config, steps_per_epoch):
                            weight_decay=config.weight_decay), peak
 
 
-def feature_extractor(classifier):
-    """A Keras model `(B, H, W, C)` -> `(B, D)` pooled features (inference mode), for `predict`."""
-    import keras
-
-    class FeatureExtractor(keras.Model):
-        def __init__(self, classifier, **kwargs):
-            super().__init__(**kwargs)
-            self.classifier = classifier
-
-        def call(self, images):
-            return self.classifier.features(images, training=False)
-
-    return FeatureExtractor(classifier, name="features")
-
-
 def head_model(probe):
     """The probe's trainable part as a functional model: `(B, D)` features -> logits."""
     import keras
@@ -137,7 +122,7 @@ def run(config, output_dir, log=print):
 
     started = time.time()
     channels = encoder.num_channels
-    extractor = feature_extractor(probe)
+    extractor = probe.feature_model()
     features = lambda dataset: extractor.predict(dataset, verbose=0)  # noqa: E731
     eval_ds = data.labeled_dataset(eval_source, size, config.batch_size, training=False,
                                    num_channels=channels, crop_pct=config.crop_pct)

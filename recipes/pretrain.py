@@ -56,11 +56,7 @@ def resolve_config(args):
 
 def validate(config):
     for name in ("epochs", "batch_size", "accum_steps", "image_size", "checkpoint_every_steps",
-                 "reconstruction_every_epochs"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
-    for name in ("knn_reference", "knn_queries"):
+                 "reconstruction_every_epochs", "knn_reference", "knn_queries"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
@@ -133,24 +129,14 @@ def knn_monitor(config, source, num_channels, replicas):
         queries = data.slice_source(source, source.num_examples - count, count)
         reference = data.slice_source(
             source, 0, min(config.knn_reference, source.num_examples - count))
-
-    def arrays(part):
-        batches = list(data.labeled_dataset(part, config.image_size, 500, training=False,
-                                            num_channels=num_channels))
-        return (np.concatenate([b[0].numpy() for b in batches]),
-                np.concatenate([b[1].numpy() for b in batches]))
-
-    import numpy as np
-
-    x_ref, y_ref = arrays(reference)
-    x_query, y_query = arrays(queries)
-    classes = max(c for c in (source.num_classes, queries.num_classes, int(y_ref.max()) + 1,
-                              int(y_query.max()) + 1) if c is not None)
-    monitor = callbacks.KNNMonitor(x_ref, y_ref, x_query, y_query,
-                                   every_n_epochs=config.knn_every_epochs, num_classes=classes)
-    return monitor, (f"every {config.knn_every_epochs} epochs: {len(x_ref)} reference "
-                     f"({reference.name}), {len(x_query)} queries ({queries.name}), "
-                     f"k 20, temperature 0.07, mean patch token")
+    monitor = callbacks.KNNMonitor(
+        *data.labeled_arrays(reference, config.image_size, num_channels),
+        *data.labeled_arrays(queries, config.image_size, num_channels),
+        every_n_epochs=config.knn_every_epochs)
+    return monitor, (f"every {config.knn_every_epochs} epochs: {reference.num_examples} "
+                     f"reference ({reference.name}), {queries.num_examples} queries "
+                     f"({queries.name}), k {monitor.k}, temperature {monitor.temperature}, "
+                     f"pooling {monitor.pooling}")
 
 
 def run(config, output_dir, log=print, strategy="default", tpu_address=None):

@@ -112,3 +112,12 @@ def test_bad_arguments():
     model = ViTClassifier.from_encoder(tiny_encoder(), 2)
     with pytest.raises(ValueError, match="16"):
         model(random_images(1, size=24))
+
+
+@pytest.mark.parametrize("pooling", ["avg", "cls"])
+def test_feature_model_predicts_the_inference_features(pooling):
+    model = ViTClassifier.from_encoder(tiny_encoder(), 5, pooling=pooling, drop_path_rate=0.2)
+    images = random_images(6, size=16)
+    want = to_numpy(model.features(images, training=False))
+    got = model.feature_model().predict(images, batch_size=4, verbose=0)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

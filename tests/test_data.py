@@ -399,3 +399,14 @@ def test_bad_labeled_arguments_raise():
         labeled_dataset(xy, 8, 4, training="yes")
     with pytest.raises(ValueError, match="crop_pct must be a number in"):
         labeled_dataset(xy, 8, 4, training=False, crop_pct=1.5)
+
+
+def test_labeled_arrays_are_the_eval_batches_in_order():
+    from keras_mae.data import from_arrays, labeled_arrays
+
+    source = from_arrays(_images(7, 12, 10), np.arange(7) % 3)
+    x, y = labeled_arrays(source, 8, crop_pct=1.0, batch_size=3)
+    batches = list(labeled_dataset(source, 8, 7, training=False, crop_pct=1.0))
+    np.testing.assert_array_equal(x, batches[0][0].numpy())
+    np.testing.assert_array_equal(y, [0, 1, 2, 0, 1, 2, 0])
+    assert x.dtype == np.float32 and x.shape == (7, 8, 8, 3)

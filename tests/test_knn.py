@@ -10,6 +10,7 @@ import pytest
 from keras_mae import callbacks, knn
 from keras_mae.data import load_source, slice_source
 from recipes import pretrain
+from recipes.pretrain_configs import PretrainConfig
 
 
 def test_votes_are_weighted_by_exp_similarity_over_temperature():
@@ -154,4 +155,4 @@ def test_recipe_reports_knn_before_and_during_training(tmp_path):
         str(tmp_path / "off"), log=off.append)
     assert any("knn monitor    off" in line for line in off)
     with pytest.raises(ValueError, match="--knn-every-epochs must be an int >= 0"):
-        pretrain.validate(pretrain.get_config("digits").__class__(knn_every_epochs=-1))
+        pretrain.validate(PretrainConfig(knn_every_epochs=-1))

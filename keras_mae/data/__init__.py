@@ -10,7 +10,7 @@ from keras_mae.data.augment import (IMAGENET_MEAN, IMAGENET_STD, center_crop_res
                                     random_resized_crop, sample_crop_box)
 from keras_mae.data.mix import (finetune_dataset, mixup_cutmix, one_hot_smoothed,
                                 rand_augment, random_erasing)
-from keras_mae.data.pipeline import labeled_dataset, pretrain_dataset
+from keras_mae.data.pipeline import labeled_arrays, labeled_dataset, pretrain_dataset
 from keras_mae.data.sources import Source, from_arrays, load_source, slice_source
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "Source",
     "center_crop_resize",
     "from_arrays",
+    "labeled_arrays",
     "labeled_dataset",
     "load_source",
     "normalize",

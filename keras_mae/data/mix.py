@@ -18,8 +18,8 @@ ShearX, ShearY, TranslateXRel, TranslateYRel) with 2 operations per image,
 each applied with probability 0.5, magnitude drawn from N(9, 0.5) clipped to
 [0, 10], "increasing" magnitudes (higher is always stronger), geometric
 operations filled with the ImageNet mean colour (124, 116, 104), as timm's
-`create_transform` configures it for the official fine-tuning. One measured
-difference remains: geometric operations interpolate bilinearly (TF's
+`create_transform` configures it for the official fine-tuning. One difference
+remains: geometric operations interpolate bilinearly (TF's
 projective transform has no bicubic), where the official run asks timm for
 bicubic. Measured on this project's 2-core CPU (TF
 2.21, keras-cv 0.9, 1,024 uint8 32 px images, batches of 64, tf.data, second

@@ -10,6 +10,7 @@ batches, and iterating the same pipeline again (a new epoch) reshuffles and
 draws new crops, reproducibly.
 """
 
+import numpy as np
 import tensorflow as tf
 
 from keras_mae.data import augment as _augment
@@ -227,3 +228,20 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
 
     return _build(source, batch_size, seed, shuffle_buffer if training else 0,
                   drop_remainder, repeat, transform)
+
+
+def labeled_arrays(source, image_size, num_channels=3, crop_pct=0.875, batch_size=500):
+    """Every example of a labelled source as numpy arrays, evaluation transform, in order.
+
+    Returns:
+        ``(images, labels)``: float32 (N, S, S, C) normalised images and int64 (N,).
+
+    Example:
+        >>> x, y = labeled_arrays(load_source("digits", split="test"), 16)
+        >>> x.shape, y.shape
+        ((297, 16, 16, 3), (297,))
+    """
+    batches = list(labeled_dataset(source, image_size, batch_size, training=False,
+                                   num_channels=num_channels, crop_pct=crop_pct))
+    return (np.concatenate([images.numpy() for images, _ in batches]),
+            np.concatenate([labels.numpy() for _, labels in batches]))

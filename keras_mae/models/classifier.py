@@ -188,6 +188,16 @@ class ViTClassifier(keras.Model):
         x = encoder.encode_tokens(tokens, training=training, apply_norm=False)
         return self.fc_norm(ops.mean(x[:, 1:], axis=1))
 
+    def feature_model(self):
+        """A Keras model `(B, H, W, C)` -> `(B, D)` of `features` in inference mode, for `predict`.
+
+        Example:
+        ```python
+        features = classifier.feature_model().predict(images, batch_size=256)
+        ```
+        """
+        return _FeatureModel(self, name="features")
+
     def classify_features(self, features, training=None):
         """`(B, D)` pooled features -> `(B, num_classes)` logits (head only)."""
         x = features
@@ -301,3 +311,15 @@ def copy_encoder_weights(source, target):
                 f"{tuple(variable.shape)} in the target (architectures differ)"
             )
         variable.assign(value)
+
+
+class _FeatureModel(keras.Model):
+    """`ViTClassifier.features(images, training=False)` as a model (a subclassed call, so that
+    the batch size stays symbolic on every backend)."""
+
+    def __init__(self, classifier, **kwargs):
+        super().__init__(**kwargs)
+        self.classifier = classifier
+
+    def call(self, images):
+        return self.classifier.features(images, training=False)

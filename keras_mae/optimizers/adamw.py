@@ -12,11 +12,11 @@ value at every step (with `beta_2 = 0.95` it is 4.5x larger at step 1).
 Torch's default epsilon is also 1e-8, Keras' 1e-7. Both apply the decoupled
 weight decay first, as `p -= lr * weight_decay * p`.
 
-The difference matters where `sqrt(v)` is small (gradients of 1e-5 to
-1e-3): on a small MAE's variables, three steps of Keras' AdamW with its
-default epsilon move some tensors more than 1% (relative to the update,
-Frobenius norm) away from torch's result, while this class stays within
-float32 round-off of a numpy transcription of torch's formula.
+The difference matters where `sqrt(v)` is small. Measured on a small MAE's
+variables (3 steps, lr 1e-2, beta_2 0.95, per-tensor gradient scales drawn
+from 1e-5 to 1e-1; distance to a numpy transcription of torch's formula,
+relative to the update, Frobenius norm): Keras' AdamW with its default
+epsilon, median 0.47% and worst tensor 12.6%; this class, worst 4.4e-6.
 
 References:
     - Loshchilov & Hutter, "Decoupled Weight Decay Regularization", ICLR 2019.
