@@ -26,11 +26,11 @@ def mae_forward_flops(model, encoder_tokens=None):
     """
     patches = model.num_patches
     visible = model.num_visible if encoder_tokens is None else encoder_tokens
-    patch_dim = model.patch_size ** 2 * model.num_channels
-    total = 2 * patches * patch_dim * model.hidden_dim
-    total += model.depth * block_flops(1 + visible, model.hidden_dim, model.mlp_ratio)
-    total += 2 * (1 + visible) * model.hidden_dim * model.decoder_hidden_dim
-    total += model.decoder_depth * block_flops(1 + patches, model.decoder_hidden_dim, model.mlp_ratio)
+    patch_dim = model.encoder.patch_size ** 2 * model.encoder.num_channels
+    total = 2 * patches * patch_dim * model.encoder.hidden_dim
+    total += model.encoder.depth * block_flops(1 + visible, model.encoder.hidden_dim, model.encoder.mlp_ratio)
+    total += 2 * (1 + visible) * model.encoder.hidden_dim * model.decoder_hidden_dim
+    total += model.decoder_depth * block_flops(1 + patches, model.decoder_hidden_dim, model.encoder.mlp_ratio)
     total += 2 * (1 + patches) * model.decoder_hidden_dim * patch_dim
     return total
 

@@ -15,11 +15,15 @@ class MaskTokensInEncoderMAE(MaskedAutoencoder):
     """`MaskedAutoencoder` whose encoder sees mask tokens instead of dropping patches."""
 
     def build(self, input_shape=None):
-        self.encoder.build()
+        if self.built:
+            return
+        if not self.encoder.built:
+            self.encoder.build()
+        width = self.encoder.hidden_dim
         self.encoder_mask_token = self.add_weight(
-            name="encoder_mask_token", shape=(1, 1, self.hidden_dim),
+            name="encoder_mask_token", shape=(1, 1, width),
             initializer=keras.initializers.RandomNormal(stddev=0.02))
-        self.decoder.build((None, 1 + self.num_patches, self.hidden_dim))
+        self.decoder.build((None, 1 + self.num_patches, width))
         self.built = True
 
     def call(self, inputs, noise=None, training=None):

@@ -37,18 +37,18 @@ def forward_products(model, batch, encoder_tokens=None):
     attention). `encoder_tokens` as in `benchmarks.flops.mae_forward_flops`.
     """
     visible = model.num_visible if encoder_tokens is None else encoder_tokens
-    patch_dim = model.patch_size ** 2 * model.num_channels
-    products = [(1, batch * model.num_patches, patch_dim, model.hidden_dim)]
+    patch_dim = model.encoder.patch_size ** 2 * model.encoder.num_channels
+    products = [(1, batch * model.num_patches, patch_dim, model.encoder.hidden_dim)]
 
     def blocks(depth, tokens, width, heads):
-        rows, head_dim, hidden = batch * tokens, width // heads, int(width * model.mlp_ratio)
+        rows, head_dim, hidden = batch * tokens, width // heads, int(width * model.encoder.mlp_ratio)
         block = [(1, rows, width, 3 * width), (1, rows, width, width),
                  (batch * heads, tokens, head_dim, tokens), (batch * heads, tokens, tokens, head_dim),
                  (1, rows, width, hidden), (1, rows, hidden, width)]
         return block * depth
 
-    products += blocks(model.depth, 1 + visible, model.hidden_dim, model.num_heads)
-    products.append((1, batch * (1 + visible), model.hidden_dim, model.decoder_hidden_dim))
+    products += blocks(model.encoder.depth, 1 + visible, model.encoder.hidden_dim, model.encoder.num_heads)
+    products.append((1, batch * (1 + visible), model.encoder.hidden_dim, model.decoder_hidden_dim))
     products += blocks(model.decoder_depth, 1 + model.num_patches, model.decoder_hidden_dim,
                        model.decoder_num_heads)
     products.append((1, batch * (1 + model.num_patches), model.decoder_hidden_dim, patch_dim))

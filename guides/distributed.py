@@ -184,7 +184,7 @@ several hosts (a TPU pod slice, several GPU machines) every host runs this same 
 only `distribute.is_chief()` should write files.
 """
 
-train = data.pretrain_dataset(source, image_size=model.image_size[0], batch_size=global_batch,
+train = data.pretrain_dataset(source, image_size=model.encoder.image_size[0], batch_size=global_batch,
                               repeat=True, seed=0)
 history = model.fit(train, epochs=EPOCHS, steps_per_epoch=steps_per_epoch, verbose=2)
 

@@ -104,8 +104,8 @@ else:
     hf_model = ViTMAEForPreTraining.from_pretrained("facebook/vit-mae-base").eval()
     model = convert.from_transformers(hf_model)
 
-print(f"{model.count_params():,} parameters; {model.image_size} px, "
-      f"patch {model.patch_size}, {model.num_patches} patches; "
+print(f"{model.count_params():,} parameters; {model.encoder.image_size} px, "
+      f"patch {model.encoder.patch_size}, {model.num_patches} patches; "
       f"norm_pix_loss={model.norm_pix_loss}")
 
 """
@@ -154,7 +154,7 @@ def prepare(picture, size):
     return (pixels - visualize.IMAGENET_MEAN) / visualize.IMAGENET_STD
 
 
-size = model.image_size[0]
+size = model.encoder.image_size[0]
 images = np.stack([prepare(picture, size) for picture in load_pictures()]).astype("float32")
 print("images:", images.shape)
 
@@ -233,7 +233,7 @@ show(figure, "grid_075.png")
 
 - For classification, the encoder alone matters: `convert.from_official_checkpoint(
   "mae_pretrain_vit_base.pth")` returns a `ViTEncoder` (the `mae_pretrain_*` files hold
-  no decoder), ready for the `probe_and_finetune` guide's `ViTClassifier.from_encoder`.
+  no decoder), ready for the `probe_and_finetune` guide's `ViTClassifier(encoder, num_classes)`.
 - `convert.to_official_state_dict(model)` goes the other way, to the official key layout,
   for models you train with keras-mae.
 - Another image size works too: `from_official_checkpoint(path, image_size=320)` resizes

@@ -51,7 +51,7 @@ import numpy as np
 import keras_mae
 from keras_mae import data, optimizers
 from keras_mae.models import ViTEncoder
-from keras_mae.models.classifier import ViTClassifier, encoder_arguments
+from keras_mae.models.classifier import ViTClassifier
 
 SMALL = os.environ.get("KERAS_MAE_GUIDE_SMALL") == "1"
 FIGURES = tempfile.mkdtemp(prefix="figures_") if SMALL else "figures"
@@ -96,8 +96,8 @@ print(f"{train_source.name}: {train_source.num_examples} images; "
 
 The pretrained one comes from disk or from a short pretraining here (see the
 `pretrain_cifar10` guide for what happens in it). The untrained one has exactly the same
-architecture, built from the pretrained encoder's configuration with
-`encoder_arguments`, and keeps its initial weights.
+architecture, built from the pretrained encoder's configuration (Keras' `get_config` /
+`from_config`, with another seed), and keeps its initial weights.
 """
 
 ENCODER_FILE = "cifar10_encoder.keras"
@@ -117,7 +117,7 @@ else:
             epochs=PRETRAIN_EPOCHS, steps_per_epoch=steps_per_epoch, verbose=2)
     pretrained = mae.encoder
 
-untrained = ViTEncoder(**encoder_arguments(pretrained, seed=1))
+untrained = ViTEncoder.from_config({**pretrained.get_config(), "seed": 1})
 untrained.build()
 encoders = {"MAE-pretrained": pretrained, "untrained": untrained}
 print(f"Encoder: {pretrained.depth} blocks, width {pretrained.hidden_dim}, "
@@ -126,7 +126,7 @@ print(f"Encoder: {pretrained.depth} blocks, width {pretrained.hidden_dim}, "
 """
 ## Linear probe
 
-`ViTClassifier.from_encoder(..., head_batch_norm=True)` builds the probe of the official
+`ViTClassifier(encoder, ..., head_batch_norm=True)` builds the probe of the official
 code: the pooled features go through a `BatchNormalization` without scale or offset (it
 only standardises them) and then a `Dense` layer, trained with LARS (momentum 0.9, no
 weight decay) under a warmup + cosine schedule. With the encoder frozen and no
@@ -162,8 +162,10 @@ def pooled_features(extractor, source):
 
 
 def linear_probe(encoder):
-    probe = ViTClassifier.from_encoder(encoder, NUM_CLASSES, pooling=PROBE_POOLING,
-                                       head_batch_norm=True, head_init_std=0.01)
+    # The probe uses the encoder object itself and freezes it; fine-tuning below works
+    # on a copy.
+    probe = ViTClassifier(encoder, NUM_CLASSES, pooling=PROBE_POOLING,
+                          head_batch_norm=True, head_init_std=0.01)
     probe.encoder.trainable = False
     if probe.fc_norm is not None:
         probe.fc_norm.trainable = False
@@ -231,8 +233,8 @@ scratch.
 
 
 def finetune(encoder):
-    model = ViTClassifier.from_encoder(encoder, NUM_CLASSES, pooling="avg",
-                                       drop_path_rate=0.1)
+    # A copy of the encoder with stochastic depth; the original stays as it is.
+    model = ViTClassifier(encoder.copy(drop_path_rate=0.1), NUM_CLASSES, pooling="avg")
     total = FINETUNE_EPOCHS * steps_per_epoch
     schedule = optimizers.WarmupCosineDecay(
         optimizers.scaled_learning_rate(1e-3, BATCH_SIZE), total, max(1, total // 10))

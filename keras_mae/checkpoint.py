@@ -28,8 +28,31 @@ STATE = "state.json"
 
 
 def model_config_of(model):
-    """The JSON-comparable config identifying a model's architecture."""
-    return json.loads(json.dumps(model.get_config(), sort_keys=True, default=str))
+    """The JSON-comparable config identifying a model's architecture.
+
+    Nested objects other than the dtype policy are flattened with dotted keys:
+    a `MaskedAutoencoder`'s encoder width is `"encoder.hidden_dim"`.
+    """
+    return _flatten(json.loads(json.dumps(model.get_config(), sort_keys=True, default=str)))
+
+
+def _flatten(config, prefix=""):
+    flat = {}
+    for key, value in config.items():
+        nested = isinstance(value, dict) and "class_name" in value and "config" in value
+        if nested and key != "dtype":
+            flat.update(_flatten(value["config"], f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _upgrade(saved, expected):
+    """Maps a checkpoint's flat encoder fields (`"hidden_dim"`) to the nested keys of `expected`."""
+    return {
+        (f"encoder.{key}" if key not in expected and f"encoder.{key}" in expected else key): value
+        for key, value in saved.items()
+    }
 
 
 def _seed_generators(model):
@@ -129,11 +152,11 @@ def restore_checkpoint(folder, model):
     """
     state = read_state(folder)
     expected = model_config_of(model)
-    saved = state.get("model_config", {})
+    saved = _upgrade(state.get("model_config", {}), expected)
     ignore = {"name", "seed", "trainable", "dtype"}
     diff = sorted(
         key for key in set(expected) | set(saved)
-        if key not in ignore and expected.get(key) != saved.get(key)
+        if key.rsplit(".", 1)[-1] not in ignore and expected.get(key) != saved.get(key)
     )
     weights = os.path.join(folder, WEIGHTS)
     if diff:

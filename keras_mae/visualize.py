@@ -60,14 +60,16 @@ def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMA
     out = model(images, noise=noise, training=False, **ratio)
     pred = _to_numpy(out["pred"]).astype(np.float32)
     mask = _to_numpy(out["mask"]).astype(np.float32)[..., None]
-    patches = _to_numpy(mae_ops.patchify(images, model.patch_size))
+    patch = model.encoder.patch_size
+    grid = (images.shape[1] // patch, images.shape[2] // patch)
+    patches = _to_numpy(mae_ops.patchify(images, patch))
     if model.norm_pix_loss:
         patch_mean = patches.mean(-1, keepdims=True)
         patch_var = patches.var(-1, ddof=1, keepdims=True)
         pred = pred * np.sqrt(patch_var + mae_ops.NORM_PIX_EPSILON) + patch_mean
 
     def to_image(x):
-        return _to_numpy(mae_ops.unpatchify(x, model.patch_size, model.grid, model.num_channels))
+        return _to_numpy(mae_ops.unpatchify(x, patch, grid, images.shape[-1]))
 
     original = denormalize(images, mean, std)
     recon = denormalize(to_image(pred), mean, std)
@@ -173,6 +175,6 @@ def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN
     grid = panels_to_grid(reconstruction_panels(model, images, noise, mean, std, mask_ratio))
     if path is not None:
         if scale is None:
-            scale = max(1, 128 // max(model.image_size))
+            scale = max(1, 128 // max(np.shape(images)[1:3]))
         save_png(grid, path, scale=scale, titles=COLUMN_TITLES)
     return grid

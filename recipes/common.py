@@ -81,8 +81,7 @@ def check_encoder_source(config):
 
 def random_encoder_arguments(config):
     """ViTEncoder arguments of `--encoder random` (from a config.json or a model name)."""
-    from keras_mae.models import CONFIGS
-    from keras_mae.models.classifier import ENCODER_ARGS
+    from keras_mae.models import CONFIGS, split_arguments
 
     model, overrides, image_size = config.model, dict(config.model_overrides), None
     if config.encoder_config:
@@ -99,7 +98,7 @@ def random_encoder_arguments(config):
     if config.image_size:
         arguments["image_size"] = config.image_size
     arguments["seed"] = config.seed
-    return {k: v for k, v in arguments.items() if k in ENCODER_ARGS}
+    return split_arguments(**arguments)[0]
 
 
 def load_encoder(config):

@@ -83,10 +83,12 @@ def source_encoder(config):
 def build_classifier(config, encoder, num_classes):
     from keras_mae.models.classifier import ViTClassifier
 
-    image_size = config.image_size or None
-    return ViTClassifier.from_encoder(
-        encoder, num_classes, pooling=config.pooling, head_init_std=config.head_init_std,
-        drop_path_rate=config.drop_path_rate, image_size=image_size, name="vit_classifier")
+    encoder = encoder.copy(image_size=config.image_size or None,
+                           drop_path_rate=config.drop_path_rate)
+    model = ViTClassifier(encoder, num_classes, pooling=config.pooling,
+                          head_init_std=config.head_init_std, name="vit_classifier")
+    model.build()
+    return model
 
 
 def build_optimizer(config, model, steps_per_epoch):

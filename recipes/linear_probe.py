@@ -50,9 +50,9 @@ def build_probe(encoder, num_classes, pooling):
     """A `ViTClassifier` with the encoder (and `fc_norm`) frozen and a BN + linear head."""
     from keras_mae.models.classifier import ViTClassifier
 
-    model = ViTClassifier.from_encoder(encoder, num_classes, pooling=pooling,
-                                       head_init_std=0.01, head_batch_norm=True,
-                                       drop_path_rate=0.0, name="probe")
+    model = ViTClassifier(encoder, num_classes, pooling=pooling, head_init_std=0.01,
+                          head_batch_norm=True, name="probe")
+    model.build()
     model.encoder.trainable = False
     if model.fc_norm is not None:
         model.fc_norm.trainable = False

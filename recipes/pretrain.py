@@ -230,7 +230,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     if start_step:
         log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
 
-    monitor, knn_note = knn_monitor(config, source, model.num_channels, replicas)
+    monitor, knn_note = knn_monitor(config, source, model.encoder.num_channels, replicas)
     log(f"  knn monitor    {knn_note}")
     images = sample_images(config, eval_source)
     recon = mae_callbacks.ReconstructionCallback(
@@ -260,7 +260,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
         dataset = data.pretrain_dataset(
             source, config.image_size, config.batch_size, seed=config.seed * 100003 + epoch,
-            shuffle_buffer=config.shuffle_buffer, num_channels=model.num_channels,
+            shuffle_buffer=config.shuffle_buffer, num_channels=model.encoder.num_channels,
             reshuffle_each_iteration=False)
         if step_in_epoch:
             dataset = dataset.skip(step_in_epoch)

@@ -25,7 +25,7 @@ def tiny_mae(**overrides):
         decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2, seed=0,
     )
     config.update(overrides)
-    return keras_mae.MaskedAutoencoder(**config)
+    return keras_mae.models.from_arguments(**config)
 
 
 def random_images(n=4, size=32, channels=3, seed=0):

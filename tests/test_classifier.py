@@ -5,7 +5,7 @@ from conftest import random_images, to_numpy
 
 from keras_mae.pos_embed import interpolate_pos_embed
 from keras_mae.models import ViTEncoder
-from keras_mae.models.classifier import ViTClassifier, encoder_arguments
+from keras_mae.models.classifier import ViTClassifier
 from keras_mae.optimizers import LayerDecayAdamW
 
 ARCH = dict(image_size=16, patch_size=8, hidden_dim=16, depth=2, num_heads=2, seed=0)
@@ -17,14 +17,17 @@ def tiny_encoder(**overrides):
     return encoder
 
 
-def test_from_encoder_copies_weights_and_pools():
+def test_classifier_uses_the_encoder_object_and_pools():
     encoder = tiny_encoder()
     images = random_images(3, size=16)
-    cls_model = ViTClassifier.from_encoder(encoder, 5, pooling="cls")
+    cls_model = ViTClassifier(encoder, 5, pooling="cls")
+    assert cls_model.encoder is encoder
     np.testing.assert_allclose(to_numpy(cls_model.features(images)),
                                to_numpy(encoder(images))[:, 0], rtol=1e-5, atol=1e-6)
     assert to_numpy(cls_model(images)).shape == (3, 5)
-    avg = ViTClassifier.from_encoder(encoder, 5, pooling="avg", drop_path_rate=0.1)
+    copy = encoder.copy(drop_path_rate=0.1)
+    np.testing.assert_array_equal(to_numpy(copy(images)), to_numpy(encoder(images)))
+    avg = ViTClassifier(copy, 5, pooling="avg")
     assert avg.encoder.drop_path_rate == 0.1
     assert avg.encoder.blocks[-1].drop_path.rate == pytest.approx(0.1)
     # avg: fc_norm(mean of pre-norm patch tokens); fc_norm starts as a plain LayerNorm
@@ -36,14 +39,14 @@ def test_from_encoder_copies_weights_and_pools():
     mean = to_numpy(x)[:, 1:].mean(1)
     expected = (mean - mean.mean(-1, keepdims=True)) / np.sqrt(mean.var(-1, keepdims=True) + 1e-6)
     np.testing.assert_allclose(to_numpy(avg.features(images)), expected, rtol=1e-4, atol=1e-4)
-    assert not avg.encoder.norm.trainable
-    # the source encoder is copied, not shared
+    assert not avg.encoder.norm.trainable and encoder.norm.trainable
+    # the copy holds its own variables
     avg.encoder.cls_token.assign(np.zeros((1, 1, 16), "float32"))
     assert np.abs(to_numpy(encoder.cls_token)).sum() > 0
 
 
 def test_head_initialisation():
-    model = ViTClassifier(ARCH, 3, head_init_std=0.01, head_batch_norm=True)
+    model = ViTClassifier(ViTEncoder(**ARCH), 3, head_init_std=0.01, head_batch_norm=True)
     model.build()
     kernel = to_numpy(model.head.kernel)
     assert 0.005 < kernel.std() < 0.015 and np.abs(kernel).max() <= 0.02 + 1e-6
@@ -53,7 +56,9 @@ def test_head_initialisation():
 
 
 def test_layer_decay_multipliers_on_real_paths():
-    model = ViTClassifier.from_encoder(tiny_encoder(), 4, pooling="avg", name="vit_classifier")
+    model = ViTClassifier(ViTEncoder(**ARCH, name="encoder"), 4, pooling="avg",
+                          name="vit_classifier")
+    model.build()
     optimizer = LayerDecayAdamW(1e-3, num_layers=2, layer_decay=0.5, weight_decay=0.05)
     optimizer.build(model.trainable_variables)
     multipliers = optimizer.learning_rate_multipliers
@@ -78,21 +83,22 @@ def test_layer_decay_multipliers_on_real_paths():
 
 def test_keras_round_trip(tmp_path):
     for pooling, batch_norm in (("avg", False), ("cls", True)):
-        model = ViTClassifier.from_encoder(tiny_encoder(), 3, pooling=pooling,
-                                           head_batch_norm=batch_norm, head_init_std=0.5)
+        model = ViTClassifier(tiny_encoder(), 3, pooling=pooling,
+                              head_batch_norm=batch_norm, head_init_std=0.5)
         images = random_images(2, size=16)
         path = str(tmp_path / f"{pooling}.keras")
         model.save(path)
         loaded = keras.saving.load_model(path)
         assert isinstance(loaded, ViTClassifier)
         assert loaded.get_config() == model.get_config()
+        assert isinstance(loaded.encoder, ViTEncoder) and loaded.encoder.depth == 2
         np.testing.assert_allclose(to_numpy(loaded(images)), to_numpy(model(images)),
                                    rtol=1e-6, atol=1e-6)
 
 
 def test_other_image_size_interpolates_positions():
     encoder = tiny_encoder()
-    model = ViTClassifier.from_encoder(encoder, 2, image_size=24)
+    model = ViTClassifier(encoder.copy(image_size=24), 2)
     table = to_numpy(model.encoder.position_embedding.table)
     assert table.shape == (1 + 9, 16)
     expected = interpolate_pos_embed(to_numpy(encoder.position_embedding.table), (3, 3))
@@ -102,21 +108,21 @@ def test_other_image_size_interpolates_positions():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="pooling='max'"):
-        ViTClassifier(ARCH, 3, pooling="max")
+        ViTClassifier(ViTEncoder(**ARCH), 3, pooling="max")
     with pytest.raises(ValueError, match="num_classes"):
-        ViTClassifier(ARCH, 0)
-    with pytest.raises(ValueError, match="Unknown encoder arguments"):
-        encoder_arguments(ARCH, width=3)
-    with pytest.raises(ValueError, match="ViTEncoder"):
-        ViTClassifier.from_encoder("encoder.keras", 3)
-    model = ViTClassifier.from_encoder(tiny_encoder(), 2)
+        ViTClassifier(ViTEncoder(**ARCH), 0)
+    with pytest.raises(ValueError, match="ViTEncoder.*encoder='encoder.keras'"):
+        ViTClassifier("encoder.keras", 3)
+    with pytest.raises(ValueError, match="'mixed_bfloat16' differs from its encoder's 'float32'"):
+        ViTClassifier(ViTEncoder(**ARCH), 3, dtype="mixed_bfloat16")
+    model = ViTClassifier(tiny_encoder(), 2)
     with pytest.raises(ValueError, match="16"):
         model(random_images(1, size=24))
 
 
 @pytest.mark.parametrize("pooling", ["avg", "cls"])
 def test_feature_model_predicts_the_inference_features(pooling):
-    model = ViTClassifier.from_encoder(tiny_encoder(), 5, pooling=pooling, drop_path_rate=0.2)
+    model = ViTClassifier(tiny_encoder(drop_path_rate=0.2), 5, pooling=pooling)
     images = random_images(6, size=16)
     want = to_numpy(model.features(images, training=False))
     got = model.feature_model().predict(images, batch_size=4, verbose=0)

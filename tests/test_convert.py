@@ -132,8 +132,8 @@ def test_from_transformers_pretraining_matches_hf(norm_pix_loss):
     hf = randomized(ViTMAEForPreTraining(hf_config(norm_pix_loss=norm_pix_loss)))
     model = from_transformers(hf)
     assert isinstance(model, keras_mae.MaskedAutoencoder)
-    assert (model.num_heads, model.decoder_num_heads, model.norm_pix_loss) == (4, 2, norm_pix_loss)
-    assert model.layer_norm_epsilon == 1e-12
+    assert (model.encoder.num_heads, model.decoder_num_heads, model.norm_pix_loss) == (4, 2, norm_pix_loss)
+    assert model.encoder.layer_norm_epsilon == 1e-12
     images, noise = random_images(2), random_noise(2, 16)
     assert_matches_hf_pretraining(model, hf, images, noise)
 
@@ -219,7 +219,7 @@ def test_official_state_dict_layout_and_round_trip():
     assert len(state) == 4 + 12 * 2 + 2 + 4 + 12 + 4
     restored = from_official_checkpoint(state, num_heads=4, decoder_num_heads=2, seed=0)
     assert isinstance(restored, keras_mae.MaskedAutoencoder)
-    assert (restored.depth, restored.decoder_depth, restored.hidden_dim) == (2, 1, 32)
+    assert (restored.encoder.depth, restored.decoder_depth, restored.encoder.hidden_dim) == (2, 1, 32)
     assert_same_weights(model, restored)
     again = to_official_state_dict(restored)
     for key in state:
@@ -316,7 +316,7 @@ def test_new_image_size_interpolates_position_tables():
     model.build()
     state = to_official_state_dict(model)
     bigger = from_official_checkpoint(state, image_size=(48, 40), num_heads=4, decoder_num_heads=2)
-    assert bigger.grid == (6, 5)
+    assert bigger.encoder.grid == bigger.decoder.grid == (6, 5)
     np.testing.assert_allclose(
         to_numpy(bigger.encoder.position_embedding.table),
         interpolate_pos_embed(state["pos_embed"][0], (6, 5)),

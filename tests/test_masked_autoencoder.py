@@ -27,7 +27,7 @@ def test_base_parameter_counts_match_official():
 )
 def test_config_factories(name, width, blocks, patch):
     model = getattr(keras_mae.models, name)(mask_ratio=0.5, seed=3, norm_pix_loss=True)
-    assert (model.hidden_dim, model.depth, model.patch_size) == (width, blocks, patch)
+    assert (model.encoder.hidden_dim, model.encoder.depth, model.encoder.patch_size) == (width, blocks, patch)
     assert (model.mask_ratio, model.seed, model.norm_pix_loss) == (0.5, 3, True)
 
 

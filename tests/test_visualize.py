@@ -1,4 +1,5 @@
 import os
+import types
 
 import keras
 import numpy as np
@@ -16,8 +17,8 @@ class PerfectModel:
     """Predicts exactly its training target: reconstructions must equal the input."""
 
     def __init__(self, norm_pix_loss):
-        self.patch_size, self.grid, self.num_channels = 8, (4, 4), 3
-        self.image_size, self.norm_pix_loss = (32, 32), norm_pix_loss
+        self.encoder = types.SimpleNamespace(patch_size=8)
+        self.norm_pix_loss = norm_pix_loss
 
     def __call__(self, images, noise=None, training=False):
         patches = mae_ops.patchify(images, 8)

@@ -22,6 +22,9 @@ from keras import ops
 
 from keras_mae import ops as mae_ops
 from keras_mae.pos_embed import interpolate_pos_embed
+from keras_mae.models.configs import SHARED_ARGUMENTS
+from keras_mae.models.configs import TASK_ARGUMENTS
+from keras_mae.models.configs import from_arguments
 from keras_mae.models.masked_autoencoder import MaskedAutoencoder
 from keras_mae.models.vit_encoder import ViTEncoder
 
@@ -82,10 +85,7 @@ _INFERRED_FIELDS = (
     "decoder_hidden_dim", "decoder_depth",
 )
 # Arguments only a MaskedAutoencoder takes.
-_DECODER_ONLY_FIELDS = (
-    "decoder_hidden_dim", "decoder_depth", "decoder_num_heads", "mask_ratio",
-    "norm_pix_loss",
-)
+_DECODER_ONLY_FIELDS = tuple(a for a in TASK_ARGUMENTS if a not in SHARED_ARGUMENTS)
 
 
 def weight_table(depth, decoder_depth=None, encoder_prefix=""):
@@ -130,7 +130,7 @@ def _encoder_of(model):
 
 def _model_table(model):
     if isinstance(model, MaskedAutoencoder):
-        return weight_table(model.depth, model.decoder_depth, "encoder/")
+        return weight_table(model.encoder.depth, model.decoder_depth, "encoder/")
     return weight_table(_encoder_of(model).depth)
 
 
@@ -166,14 +166,18 @@ def _official_shape(transform, keras_shape, patch_size, num_channels):
 
 
 def _variables_by_path(model):
-    """`{path relative to the model: variable}` of a built model."""
+    """`{path relative to the model: variable}` of a built model.
+
+    Inside a `MaskedAutoencoder` the encoder's paths start with `encoder/`,
+    whatever the encoder object is named.
+    """
     if not model.built:
         model.build()
-    prefix = f"{model.path}/"
-    variables = {}
-    for variable in model.weights:
-        path = variable.path
-        variables[path[len(prefix):] if path.startswith(prefix) else path] = variable
+    if not isinstance(model, MaskedAutoencoder):
+        return model.relative_weights()
+    variables = {f"encoder/{k}": v for k, v in model.encoder.relative_weights().items()}
+    prefix = f"{model.decoder.path}/"
+    variables.update({f"decoder/{v.path[len(prefix):]}": v for v in model.decoder.weights})
     return variables
 
 
@@ -509,7 +513,7 @@ def model_from_official_state_dict(state_dict, checkpoint_grid=None, **config_ov
     As `from_official_checkpoint`, for a state dict already in memory.
     """
     config, grid, has_decoder = infer_config(state_dict, checkpoint_grid, **config_overrides)
-    model = (MaskedAutoencoder if has_decoder else ViTEncoder)(**config)
+    model = from_arguments(**config) if has_decoder else ViTEncoder(**config)
     model.build()
     state_dict = resize_position_tables(state_dict, grid, _encoder_of(model).grid)
     return load_official_state_dict(model, state_dict)

@@ -1,10 +1,26 @@
 """Named Masked Autoencoder configurations, as the official `mae_vit_*` factories.
 
-Each factory returns a `MaskedAutoencoder`; keyword arguments override any field
-(`image_size`, `num_channels`, `mask_ratio`, `norm_pix_loss`, `seed`, ...).
+Each factory returns a `MaskedAutoencoder` around a new `ViTEncoder`; keyword
+arguments override any field of either (`image_size`, `num_channels`,
+`mask_ratio`, `norm_pix_loss`, `seed`, ...): `from_arguments` tells them apart.
 """
 
+import inspect
+
 from keras_mae.models.masked_autoencoder import MaskedAutoencoder
+from keras_mae.models.vit_encoder import ViTEncoder
+
+
+def _arguments_of(cls):
+    parameters = inspect.signature(cls.__init__).parameters
+    return tuple(name for name, p in parameters.items()
+                 if name != "self" and p.kind is p.POSITIONAL_OR_KEYWORD)
+
+
+# Arguments given to both the encoder and the task.
+SHARED_ARGUMENTS = ("seed", "dtype")
+ENCODER_ARGUMENTS = _arguments_of(ViTEncoder)
+TASK_ARGUMENTS = tuple(a for a in _arguments_of(MaskedAutoencoder) if a != "encoder")
 
 # Official decoder for the 224 px models: 512 wide, 8 blocks, 16 heads.
 _PAPER_DECODER = dict(decoder_hidden_dim=512, decoder_depth=8, decoder_num_heads=16)
@@ -41,7 +57,47 @@ def build(name, **overrides):
     """
     if name not in CONFIGS:
         raise ValueError(f"Unknown config {name!r}. Known configs: {sorted(CONFIGS)}")
-    return MaskedAutoencoder(**{**CONFIGS[name], **overrides})
+    return from_arguments(**{**CONFIGS[name], **overrides})
+
+
+def split_arguments(**arguments):
+    """`(encoder arguments, task arguments)` of flat keyword arguments.
+
+    `seed` and `dtype` go to both; `name` names the task (the encoder is
+    named `"encoder"`). An unknown argument raises `ValueError` naming it.
+
+    Example:
+    ```python
+    split_arguments(hidden_dim=64, depth=2, mask_ratio=0.9, seed=0)
+    # ({"hidden_dim": 64, "depth": 2, "seed": 0}, {"mask_ratio": 0.9, "seed": 0})
+    ```
+    """
+    unknown = sorted(set(arguments) - set(ENCODER_ARGUMENTS) - set(TASK_ARGUMENTS)
+                     - set(SHARED_ARGUMENTS) - {"name"})
+    if unknown:
+        raise ValueError(
+            f"Unknown model arguments {unknown}. Encoder: {list(ENCODER_ARGUMENTS)}; "
+            f"MaskedAutoencoder: {list(TASK_ARGUMENTS)}; both: {list(SHARED_ARGUMENTS)}"
+        )
+    encoder = {k: v for k, v in arguments.items() if k in ENCODER_ARGUMENTS}
+    task = {k: v for k, v in arguments.items() if k in TASK_ARGUMENTS or k == "name"}
+    for key in SHARED_ARGUMENTS:
+        if key in arguments:
+            encoder[key] = task[key] = arguments[key]
+    return encoder, task
+
+
+def from_arguments(**arguments):
+    """A `MaskedAutoencoder` and its `ViTEncoder` from one flat set of arguments.
+
+    Example:
+    ```python
+    model = from_arguments(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4,
+                           decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2)
+    ```
+    """
+    encoder_arguments, task_arguments = split_arguments(**arguments)
+    return MaskedAutoencoder(ViTEncoder(**encoder_arguments, name="encoder"), **task_arguments)
 
 
 def mae_vit_base_patch16(**overrides):

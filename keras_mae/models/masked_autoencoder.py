@@ -13,6 +13,11 @@ from keras_mae.models.serialization import base_config
 from keras_mae.models.vit_encoder import ViTEncoder
 
 IMAGES_KEY = "images"
+# The `ViTEncoder` arguments that flat (legacy) MAE configs held.
+LEGACY_ENCODER_FIELDS = (
+    "image_size", "patch_size", "num_channels", "hidden_dim", "depth", "num_heads",
+    "mlp_ratio", "layer_norm_epsilon", "drop_path_rate",
+)
 # Pixels in [0, 1] normalised with the ImageNet mean and std lie within about
 # [-2.2, 2.7]; a larger magnitude means the images were not normalised.
 MAX_ABS_PIXEL = 20.0
@@ -78,18 +83,16 @@ class MaskedAutoencoder(keras.Model):
     pixels), raise `ValueError`.
 
     Args:
-        image_size: int or `(height, width)`, divisible by `patch_size`.
-        patch_size: int.
-        num_channels: int.
-        hidden_dim, depth, num_heads: encoder width, blocks and heads.
-        decoder_hidden_dim, decoder_depth, decoder_num_heads: the decoder's.
-        mlp_ratio: float, for both.
+        encoder: a `ViTEncoder`, the backbone; the model uses (and trains)
+            this object, whose config is nested in the model's.
+        decoder_hidden_dim, decoder_depth, decoder_num_heads: the decoder's
+            width, blocks and heads (its MLP ratio and LayerNorm epsilon are
+            the encoder's, as the official model).
         mask_ratio: float in [0, 1), fraction of patches removed.
         norm_pix_loss: bool, regress per-patch normalised pixels.
-        layer_norm_epsilon: float (1e-6 official, 1e-12 Hugging Face).
-        drop_path_rate: float, encoder stochastic depth (0 for pretraining).
-        seed: int or None, seeds masking (and stochastic depth).
-        **kwargs: standard model arguments (`name`, `dtype`).
+        seed: int or None, seeds masking.
+        **kwargs: standard model arguments (`name`, `dtype`; the dtype policy
+            is the encoder's unless given, and must then equal it).
 
     Call arguments:
         images: `(B, H, W, C)` float, or a dict with `"images"`.
@@ -107,7 +110,11 @@ class MaskedAutoencoder(keras.Model):
     ```python
     import keras, numpy as np
     import keras_mae
-    model = keras_mae.models.mae_vit_tiny_patch4(depth=2, decoder_depth=1)
+    encoder = keras_mae.models.ViTEncoder(image_size=32, patch_size=4, hidden_dim=192,
+                                          depth=2, num_heads=3)
+    model = keras_mae.MaskedAutoencoder(encoder, decoder_hidden_dim=128, decoder_depth=1,
+                                        decoder_num_heads=4, norm_pix_loss=True, seed=0)
+    # or by name: keras_mae.models.mae_vit_tiny_patch4(depth=2, decoder_depth=1)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3, beta_2=0.95))
     images = np.random.rand(8, 32, 32, 3).astype("float32")
     model.fit(images, batch_size=4, epochs=1, verbose=0)
@@ -123,78 +130,62 @@ class MaskedAutoencoder(keras.Model):
 
     def __init__(
         self,
-        image_size=224,
-        patch_size=16,
-        num_channels=3,
-        hidden_dim=768,
-        depth=12,
-        num_heads=12,
+        encoder,
         decoder_hidden_dim=512,
         decoder_depth=8,
         decoder_num_heads=16,
-        mlp_ratio=4.0,
         mask_ratio=0.75,
         norm_pix_loss=False,
-        layer_norm_epsilon=1e-6,
-        drop_path_rate=0.0,
         seed=None,
         **kwargs,
     ):
+        if not isinstance(encoder, ViTEncoder):
+            raise ValueError(
+                "`encoder` must be a keras_mae.models.ViTEncoder. "
+                f"Received: encoder={encoder!r}"
+            )
+        kwargs.setdefault("dtype", encoder.dtype_policy)
         super().__init__(**kwargs)
+        if self.dtype_policy.name != encoder.dtype_policy.name:
+            raise ValueError(
+                f"The model's dtype policy {self.dtype_policy.name!r} differs from its "
+                f"encoder's {encoder.dtype_policy.name!r}; build the encoder with the "
+                "policy you want (e.g. `ViTEncoder(..., dtype=\"mixed_bfloat16\")`)."
+            )
         # Inputs keep their dtype at entry (the patch embedding casts the
         # pixels): under a mixed policy, explicit `noise` must not be rounded
         # to the compute dtype, where distinct values tie and change the mask.
         self.autocast = False
         policy = self.dtype_policy
-        self.encoder = ViTEncoder(
-            image_size=image_size,
-            patch_size=patch_size,
-            num_channels=num_channels,
-            hidden_dim=hidden_dim,
-            depth=depth,
-            num_heads=num_heads,
-            mlp_ratio=mlp_ratio,
-            layer_norm_epsilon=layer_norm_epsilon,
-            drop_path_rate=drop_path_rate,
-            seed=seed,
-            dtype=policy,
-            name="encoder",
-        )
-        validate_mask_ratio(mask_ratio, self.encoder.num_patches)
-        self.image_size = self.encoder.image_size
-        self.patch_size = patch_size
-        self.num_channels = num_channels
-        self.hidden_dim = hidden_dim
-        self.depth = depth
-        self.num_heads = num_heads
+        self.encoder = encoder
+        validate_mask_ratio(mask_ratio, encoder.num_patches)
         self.decoder_hidden_dim = decoder_hidden_dim
         self.decoder_depth = decoder_depth
         self.decoder_num_heads = decoder_num_heads
-        self.mlp_ratio = mlp_ratio
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
-        self.layer_norm_epsilon = layer_norm_epsilon
-        self.drop_path_rate = drop_path_rate
         self.seed = seed
-        self.grid = self.encoder.grid
-        self.num_patches = self.encoder.num_patches
+        self.num_patches = encoder.num_patches
 
         self.random_masking = RandomMasking(
             mask_ratio, seed=seed, dtype=policy, name="random_masking"
         )
         self.decoder = MAEDecoder(
-            self.grid,
-            patch_size,
-            num_channels,
+            encoder.grid,
+            encoder.patch_size,
+            encoder.num_channels,
             hidden_dim=decoder_hidden_dim,
             depth=decoder_depth,
             num_heads=decoder_num_heads,
-            mlp_ratio=mlp_ratio,
-            layer_norm_epsilon=layer_norm_epsilon,
+            mlp_ratio=encoder.mlp_ratio,
+            layer_norm_epsilon=encoder.layer_norm_epsilon,
             dtype=policy,
             name="decoder",
         )
         self.reconstruction_loss = MaskedReconstructionLoss(norm_pix_loss=norm_pix_loss)
+        # Built at once (no input is needed), so that a model saved before its
+        # first call holds all of its weights.
+        self.build()
 
     @property
     def num_visible(self):
@@ -202,8 +193,11 @@ class MaskedAutoencoder(keras.Model):
         return self.random_masking.num_kept(self.num_patches)
 
     def build(self, input_shape=None):
-        self.encoder.build()
-        self.decoder.build((None, 1 + self.num_visible, self.hidden_dim))
+        if self.built:
+            return
+        if not self.encoder.built:
+            self.encoder.build()
+        self.decoder.build((None, 1 + self.num_visible, self.encoder.hidden_dim))
         self.built = True
 
     def compile(self, optimizer="adamw", loss=None, **kwargs):
@@ -234,7 +228,7 @@ class MaskedAutoencoder(keras.Model):
         """`(B, L, p * p * C)` float32 pixel patches of a batch (the raw target)."""
         images = ops.convert_to_tensor(images_from_batch(inputs))
         self.encoder.check_images(images)
-        return mae_ops.patchify(ops.cast(images, "float32"), self.patch_size)
+        return mae_ops.patchify(ops.cast(images, "float32"), self.encoder.patch_size)
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         """The reconstruction loss of `y_pred` (computed from `x` when None).
@@ -256,21 +250,34 @@ class MaskedAutoencoder(keras.Model):
         config = base_config(self)
         config.update(
             {
-                "image_size": list(self.image_size),
-                "patch_size": self.patch_size,
-                "num_channels": self.num_channels,
-                "hidden_dim": self.hidden_dim,
-                "depth": self.depth,
-                "num_heads": self.num_heads,
+                "encoder": keras.saving.serialize_keras_object(self.encoder),
                 "decoder_hidden_dim": self.decoder_hidden_dim,
                 "decoder_depth": self.decoder_depth,
                 "decoder_num_heads": self.decoder_num_heads,
-                "mlp_ratio": self.mlp_ratio,
                 "mask_ratio": self.mask_ratio,
                 "norm_pix_loss": self.norm_pix_loss,
-                "layer_norm_epsilon": self.layer_norm_epsilon,
-                "drop_path_rate": self.drop_path_rate,
                 "seed": self.seed,
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if "encoder" in config:
+            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+        else:
+            config["encoder"] = legacy_encoder(config)
+        return cls(**config)
+
+
+def legacy_encoder(config):
+    """The encoder of a config saved with flat encoder arguments, popped from `config`.
+
+    Files written before the encoder became an argument held its fields
+    (`hidden_dim`, `depth`, ...) beside the decoder's; they load unchanged
+    (the weight layout is the same).
+    """
+    arguments = {key: config.pop(key) for key in LEGACY_ENCODER_FIELDS if key in config}
+    return ViTEncoder(**arguments, seed=config.get("seed"), dtype=config.get("dtype"),
+                      name="encoder")

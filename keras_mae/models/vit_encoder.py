@@ -7,6 +7,7 @@ from keras import ops
 from keras_mae import ops as mae_ops
 from keras_mae.layers import PatchEmbedding, SinCosPositionEmbedding, TransformerBlock
 from keras_mae.models.serialization import base_config
+from keras_mae.pos_embed import interpolate_pos_embed
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
@@ -21,6 +22,11 @@ class ViTEncoder(keras.Model):
     Sublayer names are stable so that variable paths can be matched:
     `patch_embedding`, `position_embedding`, `cls_token`, `encoder_block_{i}`,
     `encoder_norm`.
+
+    The encoder is the backbone that tasks share: `MaskedAutoencoder(encoder)`
+    and `ViTClassifier(encoder, num_classes)` take the object itself, and
+    `copy()` makes an independent one at another image size or stochastic
+    depth, with the same weights.
 
     Args:
         image_size: int or `(height, width)`, divisible by `patch_size`.
@@ -197,6 +203,60 @@ class ViTEncoder(keras.Model):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1 + self.num_patches, self.hidden_dim)
+
+    def relative_weights(self):
+        """`{path below the encoder: variable}`, e.g. `"encoder_block_0/mlp/fc1/kernel"`.
+
+        The keys do not depend on where the encoder was built (alone, or inside
+        a task whose name prefixes the variables' paths).
+        """
+        if not self.built:
+            self.build()
+        prefix = f"{self.path}/"
+        return {v.path[len(prefix):] if v.path.startswith(prefix) else v.path: v
+                for v in self.weights}
+
+    def copy(self, image_size=None, drop_path_rate=None, seed=None, **kwargs):
+        """A new, built encoder holding copies of this one's weights.
+
+        The one explicit step between tasks of different resolution or
+        regularisation: the official fine-tuning resizes the pretrained
+        position table bicubically to the new patch grid
+        (`keras_mae.convert.interpolate_pos_embed`) and adds stochastic depth.
+
+        Args:
+            image_size: int, `(h, w)` or None (this encoder's).
+            drop_path_rate: float or None (this encoder's).
+            seed: int or None (this encoder's).
+            **kwargs: `name` (this encoder's by default), `dtype` of the copy.
+
+        Returns:
+            A built `ViTEncoder`; later changes to either encoder leave the
+            other as it is.
+
+        Example:
+        ```python
+        from keras_mae.models import ViTEncoder
+        encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4)
+        larger = encoder.copy(image_size=48, drop_path_rate=0.1)
+        larger.grid  # (6, 6): the 4 x 4 position table resized bicubically
+        ```
+        """
+        config = self.get_config()
+        for key in ("name", "trainable", "dtype"):
+            config.pop(key)
+        changes = {"image_size": image_size, "drop_path_rate": drop_path_rate, "seed": seed}
+        config.update({k: v for k, v in changes.items() if v is not None})
+        kwargs.setdefault("name", self.name)
+        target = ViTEncoder(**config, **kwargs)
+        target.build()
+        source = self.relative_weights()
+        for name, variable in target.relative_weights().items():
+            value = keras.ops.convert_to_numpy(source[name])
+            if name == "position_embedding/table" and value.shape != tuple(variable.shape):
+                value = interpolate_pos_embed(value, target.grid, old_grid=self.grid)
+            variable.assign(value)
+        return target
 
     def get_config(self):
         config = base_config(self)
