@@ -87,9 +87,9 @@ def test_factories_split_flat_arguments():
 
 
 def test_bad_encoder_and_dtype_are_named():
-    with pytest.raises(ValueError, match="ViTEncoder. Received: encoder=64"):
+    with pytest.raises(ValueError, match="MaskedAutoencoder: `encoder` must be .* encoder=64"):
         MaskedAutoencoder(64)
-    with pytest.raises(ValueError, match="'mixed_float16' differs from its encoder's 'float32'"):
+    with pytest.raises(ValueError, match="policy 'mixed_float16' differs from its encoder's 'float32'"):
         MaskedAutoencoder(ViTEncoder(**ARCH), **DECODER, dtype="mixed_float16")
 
 

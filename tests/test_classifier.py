@@ -113,7 +113,7 @@ def test_bad_arguments():
         ViTClassifier(ViTEncoder(**ARCH), 0)
     with pytest.raises(ValueError, match="ViTEncoder.*encoder='encoder.keras'"):
         ViTClassifier("encoder.keras", 3)
-    with pytest.raises(ValueError, match="'mixed_bfloat16' differs from its encoder's 'float32'"):
+    with pytest.raises(ValueError, match="ViTClassifier: the dtype policy 'mixed_bfloat16' differs"):
         ViTClassifier(ViTEncoder(**ARCH), 3, dtype="mixed_bfloat16")
     model = ViTClassifier(tiny_encoder(), 2)
     with pytest.raises(ValueError, match="16"):

@@ -5,6 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_mae.models.serialization import base_config
+from keras_mae.models.task import task_kwargs
 from keras_mae.models.vit_encoder import ViTEncoder
 
 POOLINGS = ("avg", "cls")
@@ -81,19 +82,7 @@ class ViTClassifier(keras.Model):
         head_batch_norm=False,
         **kwargs,
     ):
-        if not isinstance(encoder, ViTEncoder):
-            raise ValueError(
-                "`encoder` must be a keras_mae.models.ViTEncoder. "
-                f"Received: encoder={encoder!r}"
-            )
-        kwargs.setdefault("dtype", encoder.dtype_policy)
-        super().__init__(**kwargs)
-        if self.dtype_policy.name != encoder.dtype_policy.name:
-            raise ValueError(
-                f"The classifier's dtype policy {self.dtype_policy.name!r} differs from its "
-                f"encoder's {encoder.dtype_policy.name!r}; copy the encoder with the policy "
-                "you want (`encoder.copy(dtype=...)`)."
-            )
+        super().__init__(**task_kwargs("ViTClassifier", encoder, kwargs))
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \

@@ -10,6 +10,7 @@ from keras_mae.layers.random_masking import validate_mask_ratio
 from keras_mae.losses import MaskedReconstructionLoss
 from keras_mae.models.mae_decoder import MAEDecoder
 from keras_mae.models.serialization import base_config
+from keras_mae.models.task import task_kwargs
 from keras_mae.models.vit_encoder import ViTEncoder
 
 IMAGES_KEY = "images"
@@ -139,19 +140,7 @@ class MaskedAutoencoder(keras.Model):
         seed=None,
         **kwargs,
     ):
-        if not isinstance(encoder, ViTEncoder):
-            raise ValueError(
-                "`encoder` must be a keras_mae.models.ViTEncoder. "
-                f"Received: encoder={encoder!r}"
-            )
-        kwargs.setdefault("dtype", encoder.dtype_policy)
-        super().__init__(**kwargs)
-        if self.dtype_policy.name != encoder.dtype_policy.name:
-            raise ValueError(
-                f"The model's dtype policy {self.dtype_policy.name!r} differs from its "
-                f"encoder's {encoder.dtype_policy.name!r}; build the encoder with the "
-                "policy you want (e.g. `ViTEncoder(..., dtype=\"mixed_bfloat16\")`)."
-            )
+        super().__init__(**task_kwargs("MaskedAutoencoder", encoder, kwargs))
         # Inputs keep their dtype at entry (the patch embedding casts the
         # pixels): under a mixed policy, explicit `noise` must not be rounded
         # to the compute dtype, where distinct values tie and change the mask.
