@@ -13,6 +13,7 @@ from keras_mae import losses
 from keras_mae import models
 from keras_mae import ops
 from keras_mae import optimizers
+from keras_mae import presets
 from keras_mae import visualize
 from keras_mae.models import MaskedAutoencoder
 
