@@ -10,6 +10,9 @@ OUTPUT/
   tensorboard/           TensorBoard logs
   reconstructions/       epoch_XXXX.png grids on fixed test images and masks
   model.keras            the whole MAE
+  preset/                the whole MAE as a preset folder (`keras_mae.presets`):
+                         shared with `keras_hub.upload_preset`, continued with
+                         `--init-preset`
   encoder.keras          the encoder alone, for probing and fine-tuning
   encoder.weights.h5     its weights
 ```
@@ -65,11 +68,26 @@ def validate(config):
                          f"Received: {config.knn_every_epochs!r}")
     if config.base_lr <= 0:
         raise ValueError(f"--base-lr must be positive. Received: {config.base_lr!r}")
+    if config.init_preset:
+        from keras_mae import presets
+
+        saved, _ = presets.load_preset_config(config.init_preset)
+        if saved.get("class_name") != "MaskedAutoencoder":
+            raise ValueError(f"--init-preset {config.init_preset!r} holds a "
+                             f"{saved.get('class_name')}, not a MaskedAutoencoder")
+        size = saved["config"]["encoder"]["config"]["image_size"]
+        if list(size) != [config.image_size] * 2:
+            raise ValueError(f"--init-preset {config.init_preset!r} is a {size} px model; "
+                             f"--image-size is {config.image_size}")
 
 
 def build_model(config):
     import keras_mae
 
+    if config.init_preset:
+        return keras_mae.presets.from_preset(
+            config.init_preset, mask_ratio=config.mask_ratio,
+            norm_pix_loss=config.norm_pix_loss, seed=config.seed)
     overrides = dict(config.model_overrides)
     overrides.update(image_size=config.image_size, mask_ratio=config.mask_ratio,
                      norm_pix_loss=config.norm_pix_loss, seed=config.seed)
@@ -219,8 +237,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         f"{config.batch_size // replicas} images each; "
         f"{'chief' if write_dir == output_dir else 'worker, writing to ' + write_dir}")
     log(f"  config         {config.to_json()}")
-    log(f"  model          {config.model}: {parameter_count(model.trainable_variables):,} trainable "
-        f"parameters (encoder {parameter_count(model.encoder.trainable_variables):,}), "
+    log(f"  model          {config.init_preset or config.model}: "
+        f"{parameter_count(model.trainable_variables):,} trainable parameters (encoder {parameter_count(model.encoder.trainable_variables):,}), "
         f"{model.num_patches} patches, {model.num_visible} visible")
     log(f"  dataset        {source.name}: {source.num_examples} images, "
         f"{steps_per_epoch} steps/epoch x {config.epochs} epochs = {total_steps} steps")
@@ -299,10 +317,13 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 
 
 def _export(model, output_dir):
-    """Writes model.keras, encoder.keras and encoder.weights.h5 atomically."""
+    """Writes model.keras, preset/, encoder.keras and encoder.weights.h5 atomically."""
+    from keras_mae import presets
+
     for obj, name, method in ((model, "model.keras", "save"), (model.encoder, "encoder.keras", "save"),
                               (model.encoder, "encoder.weights.h5", "save_weights")):
         save_atomic(obj, os.path.join(output_dir, name), method)
+    presets.save_to_preset(model, os.path.join(output_dir, "preset"), overwrite=True)
 
 
 def _last_loss(history_path):

@@ -21,10 +21,16 @@ class PretrainConfig:
     kNN top-1 of the encoder's mean patch token, the first `knn_reference`
     training images as the reference, the last `knn_queries` as queries (or
     the first `knn_queries` of `knn_dataset` when given); 0 turns it off.
+
+    `init_preset`, a preset folder of a whole MAE (`keras_mae.presets`, e.g.
+    another run's `preset/`), starts from its weights and architecture instead
+    of `model` / `model_overrides`; `mask_ratio`, `norm_pix_loss` and `seed`
+    are this config's.
     """
 
     model: str = "mae_vit_tiny_patch4"
     model_overrides: dict = dataclasses.field(default_factory=dict)
+    init_preset: str = ""
     dataset: str = "digits"
     split: str = "train"
     eval_split: str = "test"

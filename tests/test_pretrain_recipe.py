@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+import keras_mae
 from recipes import pretrain
 from recipes.pretrain_configs import CONFIGS, get_config
 
@@ -53,6 +54,17 @@ def test_pretrain_writes_documented_layout_and_resumes(npz, tmp_path):
     # a finished run started again does no more steps
     assert pretrain.main(args(npz, out)) == 0
     assert open(out / "checkpoint" / "latest").read() == "step_00000006"
+    # preset/ holds the whole final model; another run starts from it
+    model = keras.saving.load_model(str(out / "model.keras"))
+    for a, b in zip(model.weights, keras_mae.presets.from_preset(str(out / "preset")).weights):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b))
+    again = tmp_path / "again"
+    assert pretrain.main(args(npz, again, "--epochs", "1", "--init-preset",
+                              str(out / "preset"))) == 0
+    # before its first step it reconstructs exactly as the first run ended
+    first = open(out / "reconstructions" / "epoch_0002.png", "rb").read()
+    assert open(again / "reconstructions" / "epoch_0000.png", "rb").read() == first
+    assert open(again / "reconstructions" / "epoch_0001.png", "rb").read() != first
 
 
 def test_checkpoint_of_another_config_is_refused(npz, tmp_path):
@@ -71,6 +83,7 @@ def test_checkpoint_of_another_config_is_refused(npz, tmp_path):
         (["--batch-size", "64"], "fewer than --batch-size 64"),
         (["--image-size", "30"], "30"),
         (["--epochs", "0"], "--epochs must be a positive int"),
+        (["--init-preset", "/no/such/preset"], "No preset folder at '/no/such/preset'"),
     ],
 )
 def test_bad_input_fails_before_training(npz, tmp_path, capsys, extra, match):
