@@ -21,6 +21,7 @@ import shutil
 import keras
 
 from keras_mae import files
+from keras_mae import keras_internals
 
 LATEST = "latest"
 WEIGHTS = "state.weights.h5"
@@ -64,7 +65,7 @@ def _seed_generators(model):
     set until a layer is first called).
     """
     found = {}
-    layers = model._flatten_layers(include_self=True, recursive=True)
+    layers = keras_internals.sublayers(model)
     for position, layer in enumerate(layers):
         generator = getattr(layer, "seed_generator", None)
         if isinstance(generator, keras.random.SeedGenerator):

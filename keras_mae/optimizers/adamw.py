@@ -27,6 +27,8 @@ References:
 import keras
 from keras import ops
 
+from keras_mae import keras_internals
+
 
 @keras.saving.register_keras_serializable(package="keras_mae")
 class AdamW(keras.optimizers.AdamW):
@@ -72,8 +74,7 @@ class AdamW(keras.optimizers.AdamW):
         step = ops.cast(self.iterations + 1, dtype)
         correction_1 = 1 - ops.power(ops.cast(self.beta_1, dtype), step)
         correction_2 = 1 - ops.power(ops.cast(self.beta_2, dtype), step)
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
+        m, v = keras_internals.adam_moments(self, variable)
         self.assign_add(m, ops.multiply(ops.subtract(gradient, m), 1 - self.beta_1))
         self.assign_add(v, ops.multiply(ops.subtract(ops.square(gradient), v), 1 - self.beta_2))
         denominator = ops.add(ops.divide(ops.sqrt(v), ops.sqrt(correction_2)), self.epsilon)

@@ -15,6 +15,8 @@ import numbers
 import keras
 from keras import ops
 
+from keras_mae import keras_internals
+
 
 def _check_non_negative(name, value):
     if (
@@ -124,7 +126,7 @@ class LARS(keras.optimizers.Optimizer):
         lr = ops.cast(learning_rate, dtype)
         grad = ops.cast(gradient, dtype)
         if len(variable.shape) > 1:
-            if self.weight_decay and self._use_weight_decay(variable):
+            if self.weight_decay and keras_internals.uses_weight_decay(self, variable):
                 grad = ops.add(grad, ops.multiply(variable, self.weight_decay))
             param_norm = ops.sqrt(ops.sum(ops.square(variable)))
             grad_norm = ops.sqrt(ops.sum(ops.square(grad)))
@@ -139,7 +141,7 @@ class LARS(keras.optimizers.Optimizer):
                 1.0,
             )
             grad = ops.multiply(grad, ops.cast(ratio, dtype))
-        momentum = self._momentums[self._get_variable_index(variable)]
+        momentum = self._momentums[keras_internals.variable_index(self, variable)]
         new_momentum = ops.add(ops.multiply(momentum, self.momentum), grad)
         self.assign(momentum, new_momentum)
         self.assign_sub(variable, ops.multiply(lr, new_momentum))

@@ -20,6 +20,7 @@ import re
 import keras
 from keras import ops
 
+from keras_mae import keras_internals
 from keras_mae.optimizers.adamw import AdamW
 
 EMBEDDING_NAMES = (
@@ -190,16 +191,12 @@ class LayerDecayAdamW(AdamW):
         self.num_layers = num_layers
         self.layer_decay = layer_decay
         self._multipliers = []
+        self._paths = []
 
     @property
     def learning_rate_multipliers(self):
         """Dict of variable path to multiplier (empty until built)."""
-        return {
-            _path_of(variable): multiplier
-            for variable, multiplier in zip(
-                self._trainable_variables, self._multipliers, strict=True
-            )
-        }
+        return dict(zip(self._paths, self._multipliers, strict=True))
 
     def build(self, variables):
         if self.built:
@@ -208,7 +205,8 @@ class LayerDecayAdamW(AdamW):
         multipliers = layer_decay_multipliers(
             variables, self.num_layers, self.layer_decay
         )
-        self._multipliers = [multipliers[_path_of(v)] for v in variables]
+        self._paths = [_path_of(v) for v in variables]
+        self._multipliers = [multipliers[path] for path in self._paths]
 
     def _apply_weight_decay(self, variables):
         # Decoupled decay is applied per variable in `update_step`, with
@@ -216,9 +214,9 @@ class LayerDecayAdamW(AdamW):
         return
 
     def update_step(self, gradient, variable, learning_rate):
-        multiplier = self._multipliers[self._get_variable_index(variable)]
+        multiplier = self._multipliers[keras_internals.variable_index(self, variable)]
         lr = ops.multiply(ops.cast(learning_rate, variable.dtype), multiplier)
-        if self.weight_decay is not None and self._use_weight_decay(variable):
+        if self.weight_decay is not None and keras_internals.uses_weight_decay(self, variable):
             decay = ops.cast(self.weight_decay, variable.dtype)
             self.assign_sub(variable, ops.multiply(variable, decay * lr))
         super().update_step(gradient, variable, lr)
