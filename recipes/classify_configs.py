@@ -18,7 +18,9 @@ import json
 class ClassifyConfig:
     """Fields shared by the probe and fine-tuning recipes.
 
-    `encoder` is the path of an `encoder.keras` written by pretraining, or
+    `encoder` is the path of an `encoder.keras` or a `preset/` folder written
+    by pretraining (any keras_mae preset, or a KerasHub `ViTBackbone` preset
+    folder, converted with `keras_mae.convert.from_keras_hub`), or
     `"random"` for an untrained encoder of the architecture given by
     `encoder_config` (a pretraining `config.json`) or else by `model` (a name
     of `keras_mae.models.CONFIGS`) with `model_overrides`. `image_size` 0

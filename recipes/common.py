@@ -68,12 +68,17 @@ def validate_common(config):
 
 
 def check_encoder_source(config):
-    """Fails fast on a missing encoder file or architecture file."""
+    """Fails fast on a missing encoder file, preset folder or architecture file."""
     if config.encoder != "random":
-        if not os.path.isfile(config.encoder):
+        if os.path.isdir(config.encoder):
+            if not os.path.isfile(os.path.join(config.encoder, "config.json")):
+                raise ValueError(f"--encoder {config.encoder!r} is a folder without a "
+                                 "config.json (expected a preset folder)")
+        elif not os.path.isfile(config.encoder):
             raise ValueError(f"--encoder {config.encoder!r}: file not found (expected an "
-                             "encoder.keras written by recipes/pretrain.py, or 'random')")
-        if not config.encoder.endswith(".keras"):
+                             "encoder.keras or a preset/ folder written by recipes/pretrain.py, "
+                             "a KerasHub ViTBackbone preset folder, or 'random')")
+        elif not config.encoder.endswith(".keras"):
             raise ValueError(f"--encoder {config.encoder!r} is not a .keras file")
     elif config.encoder_config and not os.path.isfile(config.encoder_config):
         raise ValueError(f"--encoder-config {config.encoder_config!r}: file not found")
@@ -101,8 +106,23 @@ def random_encoder_arguments(config):
     return split_arguments(**arguments)[0]
 
 
+def _model_of_preset(directory):
+    """The model of a keras_mae preset folder, or the encoder of a KerasHub `ViTBackbone` one."""
+    with open(os.path.join(directory, "config.json")) as f:
+        module = json.load(f).get("module", "")
+    if module.startswith("keras_hub"):
+        import keras_hub
+
+        from keras_mae.convert import from_keras_hub
+
+        return from_keras_hub(keras_hub.models.Backbone.from_preset(directory))
+    from keras_mae import presets
+
+    return presets.from_preset(directory)
+
+
 def load_encoder(config):
-    """The `ViTEncoder` named by `--encoder` (a file, or `random`)."""
+    """The `ViTEncoder` named by `--encoder`: a `.keras` file, a preset folder, or `random`."""
     import keras
 
     from keras_mae.models import ViTEncoder
@@ -111,7 +131,10 @@ def load_encoder(config):
         encoder = ViTEncoder(**random_encoder_arguments(config))
         encoder.build()
         return encoder
-    encoder = keras.saving.load_model(config.encoder)
+    if os.path.isdir(config.encoder):
+        encoder = _model_of_preset(config.encoder)
+    else:
+        encoder = keras.saving.load_model(config.encoder)
     if not isinstance(encoder, ViTEncoder):
         encoder = getattr(encoder, "encoder", None)
         if not isinstance(encoder, ViTEncoder):

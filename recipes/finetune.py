@@ -120,6 +120,9 @@ def run(config, output_dir, log=print):
         raise ValueError(f"--dataset has {train_source.num_examples} images, fewer than "
                          f"--batch-size {config.batch_size}")
     encoder = source_encoder(config)
+    # the head's initialiser, stochastic depth and the shuffles repeat run to
+    # run, whatever the encoder's source drew (as the official seeding)
+    keras.utils.set_random_seed(config.seed)
     model = build_classifier(config, encoder, num_classes)
     size = model.encoder.image_size
     if size[0] != size[1]:

@@ -89,6 +89,9 @@ def run(config, output_dir, log=print):
 
     train_source, eval_source, num_classes, note = load_sources(config)
     encoder = load_encoder(config)
+    # the head's initialiser and the shuffles repeat run to run, whatever the
+    # encoder's source drew (as the official seeding of torch and numpy)
+    keras.utils.set_random_seed(config.seed)
     size = image_side(config, encoder)
     if tuple(encoder.image_size) != (size, size):
         raise ValueError(f"--image-size {size} does not match the encoder's image size "

@@ -166,13 +166,15 @@ def run(config, output_dir, log=print, strategy="default", tpu_address=None):
     """
     validate(config)
     check_output_dir(output_dir)
-    import keras  # noqa: F401  (backend chosen by KERAS_BACKEND)
+    import keras
 
     from keras_mae import distribute
 
     # first: a multi-worker strategy must exist before any TensorFlow op runs
     dist = distribute.get_strategy(strategy, tpu_address=tpu_address)
     replicas = distribute.num_replicas(dist)
+    # initialisers repeat run to run (every replica draws the same weights)
+    keras.utils.set_random_seed(config.seed)
     if config.batch_size % replicas:
         raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be divisible "
                          f"by the {replicas} replicas of --strategy {strategy}")

@@ -107,3 +107,17 @@ def test_bad_input_fails_before_compute(data, tmp_path, capsys, extra, match):
     assert match in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_a_preset_folder_is_an_encoder_source(data, tmp_path):
+    """`--encoder` takes a keras_mae preset folder (here of a whole MAE) as it takes encoder.keras."""
+    from keras_mae import presets
+    from keras_mae.models import MaskedAutoencoder
+
+    encoder = keras.saving.load_model(data["encoder"])
+    mae = MaskedAutoencoder(encoder, decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2)
+    folder = presets.save_to_preset(mae, str(tmp_path / "preset"))
+    assert linear_probe.main(args(data, tmp_path / "from_file")) == 0
+    assert linear_probe.main(args(data, tmp_path / "from_preset", "--encoder", folder)) == 0
+    from_file = json.load(open(tmp_path / "from_file" / "metrics.json"))
+    assert json.load(open(tmp_path / "from_preset" / "metrics.json")) == from_file
