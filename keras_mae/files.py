@@ -50,6 +50,46 @@ def atomic_path(path):
         raise
 
 
+@contextlib.contextmanager
+def atomic_folder(path, overwrite=False):
+    """Yields a new temporary folder beside `path`; on success it takes `path`'s place.
+
+    Nothing is replaced by accident: a non-empty `path` raises `ValueError`
+    (before anything is written) unless `overwrite`; then the old folder is
+    moved aside, the new one renamed in, and only then the old one deleted.
+    If the block raises, the temporary folder is removed and `path` is as it
+    was.
+
+    Example:
+    ```python
+    with atomic_folder("runs/a/preset", overwrite=True) as tmp:
+        model.save_weights(os.path.join(tmp, "model.weights.h5"))
+    ```
+    """
+    path = os.path.abspath(os.fspath(path))
+    if os.path.isfile(path):
+        raise ValueError(f"{path!r} is a file, not a folder.")
+    if os.path.isdir(path) and os.listdir(path) and not overwrite:
+        raise ValueError(f"Folder {path!r} is not empty; pass overwrite=True to replace it.")
+    directory, name = os.path.split(path)
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if os.path.isdir(path):
+        old = f"{tmp}.old"
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def write_text(path, text):
     """Writes `text` to `path` atomically (flushed and fsynced before the rename)."""
     with atomic_path(path) as tmp:

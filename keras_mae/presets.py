@@ -15,14 +15,14 @@ run can be shared and continued by others, or a `ViTEncoder` / `ViTClassifier`.
 For a KerasHub `ViTBackbone` preset, which KerasHub loads without keras_mae,
 convert the encoder first (`keras_mae.convert.to_keras_hub`).
 
-The folder is written under a temporary name and renamed when complete; an
-existing preset is replaced only with `overwrite=True`, and then atomically.
+The folder is written under a temporary name and renamed when complete
+(`keras_mae.files.atomic_folder`); an existing preset is replaced only with
+`overwrite=True`.
 """
 
 import datetime
 import json
 import os
-import shutil
 
 import keras
 
@@ -80,11 +80,6 @@ def save_to_preset(model, directory, overwrite=False):
     if not getattr(model, "built", False):
         raise ValueError(f"Build {type(model).__name__} before saving it to a preset "
                          f"(call it once, or `model.build()`); {directory!r} was not written.")
-    if os.path.isfile(directory):
-        raise ValueError(f"Preset path {directory!r} is a file, not a folder.")
-    if os.path.isdir(directory) and os.listdir(directory) and not overwrite:
-        raise ValueError(f"Preset folder {directory!r} is not empty; pass overwrite=True "
-                         "to replace it.")
     config = _strip_build_configs(keras.saving.serialize_keras_object(model))
     metadata = {
         "keras_version": keras.version(),
@@ -94,15 +89,10 @@ def save_to_preset(model, directory, overwrite=False):
         "date_saved": datetime.datetime.now().strftime("%Y-%m-%d@%H:%M:%S"),
         "tasks": [],
     }
-    with files.atomic_path(directory) as tmp:
-        os.makedirs(tmp)
+    with files.atomic_folder(directory, overwrite=overwrite) as tmp:
         model.save_weights(os.path.join(tmp, WEIGHTS_FILE))
         files.write_text(os.path.join(tmp, CONFIG_FILE), json.dumps(config, indent=4))
         files.write_text(os.path.join(tmp, METADATA_FILE), json.dumps(metadata, indent=4))
-        if os.path.isdir(directory):  # replace: move the old folder aside first
-            old = f"{tmp}.old"
-            os.replace(directory, old)
-            shutil.rmtree(old, ignore_errors=True)
     return directory
 
 

@@ -13,6 +13,9 @@ OUTPUT/
   preset/                the whole MAE as a preset folder (`keras_mae.presets`):
                          shared with `keras_hub.upload_preset`, continued with
                          `--init-preset`
+  keras_hub/             the encoder as a KerasHub ViT preset (backbone and an
+                         image converter with the ImageNet normalisation):
+                         `keras_hub.models.ViTImageClassifier.from_preset`
   encoder.keras          the encoder alone, for probing and fine-tuning
   encoder.weights.h5     its weights
 ```
@@ -319,13 +322,15 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 
 
 def _export(model, output_dir):
-    """Writes model.keras, preset/, encoder.keras and encoder.weights.h5 atomically."""
+    """Writes model.keras, preset/, keras_hub/, encoder.keras and encoder.weights.h5 atomically."""
     from keras_mae import presets
+    from keras_mae.convert import save_encoder_preset
 
     for obj, name, method in ((model, "model.keras", "save"), (model.encoder, "encoder.keras", "save"),
                               (model.encoder, "encoder.weights.h5", "save_weights")):
         save_atomic(obj, os.path.join(output_dir, name), method)
     presets.save_to_preset(model, os.path.join(output_dir, "preset"), overwrite=True)
+    save_encoder_preset(model.encoder, os.path.join(output_dir, "keras_hub"), overwrite=True)
 
 
 def _last_loss(history_path):

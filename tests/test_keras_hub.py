@@ -278,6 +278,13 @@ def test_save_encoder_preset(tmp_path):
     loss, moved = fit_two_steps(classifier, pixels)
     assert np.isfinite(loss)
     assert moved == 1.0
+    # a second encoder does not replace the preset unless asked to
+    with pytest.raises(ValueError, match="is not empty; pass overwrite=True"):
+        save_encoder_preset(encoder, str(tmp_path))
+    save_encoder_preset(encoder, str(tmp_path), overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "config.json", "image_converter.json", "metadata.json", "model.weights.h5",
+        "preprocessor.json"]
 
 
 @pytest.mark.parametrize(

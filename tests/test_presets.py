@@ -75,7 +75,7 @@ def test_nothing_saved_is_overwritten_by_accident(tmp_path):
     directory = str(tmp_path / "mae")
     first = perturbed(tiny_mae(), seed=0)
     presets.save_to_preset(first, directory)
-    with pytest.raises(ValueError, match="not empty; pass overwrite=True"):
+    with pytest.raises(ValueError, match="is not empty; pass overwrite=True"):
         presets.save_to_preset(tiny_mae(hidden_dim=64), directory)
     # still the first model
     np.testing.assert_array_equal(to_numpy(presets.from_preset(directory).weights[0]),

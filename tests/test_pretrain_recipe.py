@@ -61,6 +61,12 @@ def test_pretrain_writes_documented_layout_and_resumes(npz, tmp_path):
     again = tmp_path / "again"
     assert pretrain.main(args(npz, again, "--epochs", "1", "--init-preset",
                               str(out / "preset"))) == 0
+    # keras_hub/ is the encoder as a KerasHub ViT, which loads without keras_mae's classes
+    import keras_hub
+    backbone = keras_hub.models.Backbone.from_preset(str(out / "keras_hub"))
+    images = np.random.RandomState(0).rand(2, 32, 32, 3).astype("float32")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(backbone(images)),
+                               keras.ops.convert_to_numpy(model.encoder(images)), atol=1e-5)
     # before its first step it reconstructs exactly as the first run ended
     first = open(out / "reconstructions" / "epoch_0002.png", "rb").read()
     assert open(again / "reconstructions" / "epoch_0000.png", "rb").read() == first

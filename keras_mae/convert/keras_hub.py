@@ -89,6 +89,7 @@ Keras expose as attributes but do not document as stable API.
 import numpy as np
 from keras import ops
 
+from keras_mae import files
 from keras_mae import ops as mae_ops
 from keras_mae.models.vit_encoder import ViTEncoder
 
@@ -443,6 +444,7 @@ def save_encoder_preset(
     interpolation="bicubic",
     antialias=True,
     ignore_drop_path=False,
+    overwrite=False,
 ):
     """Writes `encoder` as a KerasHub ViT preset that takes raw pixels.
 
@@ -467,6 +469,9 @@ def save_encoder_preset(
             encoder channel (ImageNet's by default).
         interpolation, antialias: the converter's resizing.
         ignore_drop_path: as in `to_keras_hub`.
+        overwrite: replace a non-empty `directory` (otherwise `ValueError`).
+            The folder is written under a temporary name and renamed when
+            complete (`keras_mae.files.atomic_folder`).
 
     Returns:
         The `keras_hub.models.ViTBackbone` that was saved.
@@ -514,6 +519,7 @@ def save_encoder_preset(
         data_format="channels_last",
     )
     preprocessor = keras_hub.models.ViTImageClassifierPreprocessor(image_converter=converter)
-    backbone.save_to_preset(directory)
-    preprocessor.save_to_preset(directory)
+    with files.atomic_folder(directory, overwrite=overwrite) as tmp:
+        backbone.save_to_preset(tmp)
+        preprocessor.save_to_preset(tmp)
     return backbone
