@@ -229,6 +229,69 @@ axis.axis("off")
 show(figure, "grid_075.png")
 
 """
+## Share it through KerasHub
+
+KerasHub is where Keras users find vision backbones (`from_preset`, uploads to Kaggle and
+Hugging Face, task models such as `ViTImageClassifier`). `convert.save_encoder_preset`
+writes the MAE encoder as a KerasHub `ViTBackbone` preset, together with an image
+converter that applies the ImageNet normalisation, so the KerasHub classifier takes raw
+0-255 pixels and needs nothing of keras-mae to load. The backbone computes what the
+encoder computes: the fused query/key/value projection is split into KerasHub's
+attention layers, the sin-cos position table becomes its (learned) position embedding.
+`convert.from_keras_hub` goes back.
+"""
+
+import keras_hub
+
+from keras_mae import presets
+
+SHARE = tempfile.mkdtemp(prefix="presets_")
+HUB_PRESET = os.path.join(SHARE, "mae_vit_keras_hub")
+convert.save_encoder_preset(model.encoder, HUB_PRESET)
+classifier = keras_hub.models.ViTImageClassifier.from_preset(HUB_PRESET, num_classes=2)
+difference = np.abs(keras.ops.convert_to_numpy(classifier.backbone(images))
+                    - keras.ops.convert_to_numpy(model.encoder(images))).max()
+print(f"KerasHub backbone vs keras-mae encoder: max |diff| {difference:.2e}")
+print("preset files:", sorted(os.listdir(HUB_PRESET)))
+
+"""
+It trains as any KerasHub classifier does; one step on our images, with made-up labels:
+"""
+
+pixels = np.clip(np.round((images * visualize.IMAGENET_STD + visualize.IMAGENET_MEAN) * 255),
+                 0, 255).astype("float32")
+classifier.compile(optimizer=keras.optimizers.AdamW(1e-5),
+                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+history = classifier.fit(pixels, np.arange(len(pixels)) % 2, batch_size=len(pixels),
+                         epochs=1, verbose=0)
+print("loss after one step:", round(history.history["loss"][-1], 4))
+
+"""
+The whole MAE, decoder included, goes into a preset folder of the same layout
+(`config.json`, `model.weights.h5`, `metadata.json`) with `keras_mae.presets`, for those
+who want to continue pretraining (`recipes/pretrain.py --init-preset FOLDER`) or redo
+this figure.
+"""
+
+MAE_PRESET = presets.save_to_preset(model, os.path.join(SHARE, "mae_full"))
+same = presets.from_preset(MAE_PRESET)
+same_pred = keras.ops.convert_to_numpy(same(images, noise=noise)["pred"])
+print("MAE preset reloads exactly:",
+      bool(np.array_equal(same_pred, keras.ops.convert_to_numpy(model(images, noise=noise)["pred"]))))
+
+"""
+Both folders upload with KerasHub's own tool, which checks the folder first
+(`config.json`, `model.weights.h5`), then needs your Kaggle or Hugging Face credentials:
+
+```python
+keras_hub.upload_preset("kaggle://USER/mae-vit/keras/visualize-vit-large", HUB_PRESET)
+keras_hub.upload_preset("hf://USER/mae-vit-large-keras", HUB_PRESET)
+```
+
+The path end to end: the official `.pth` -> `convert.from_official_checkpoint` ->
+`convert.save_encoder_preset` -> `keras_hub.upload_preset` -> anyone's
+`keras_hub.models.ViTImageClassifier.from_preset("kaggle://USER/...", num_classes=...)`.
+
 ## Going further
 
 - For classification, the encoder alone matters: `convert.from_official_checkpoint(
