@@ -122,3 +122,18 @@ def test_checkpoint_of_the_flat_layout_resumes_and_a_wrong_one_is_named(tmp_path
     assert checkpoint.restore_checkpoint(folder, tiny_mae())["global_step"] == 3
     with pytest.raises(ValueError, match=r"encoder.hidden_dim: checkpoint 32 vs model 64"):
         checkpoint.restore_checkpoint(folder, tiny_mae(hidden_dim=64))
+
+
+def test_official_layout_does_not_depend_on_the_encoder_name_or_build_place():
+    from keras_mae.convert import load_official_state_dict, to_official_state_dict
+
+    reference = tiny_mae()
+    state = to_official_state_dict(reference)
+    encoder = ViTEncoder(**ARCH, name="backbone")
+    encoder.build()  # variables under "backbone/", not "masked_autoencoder/encoder/"
+    other = MaskedAutoencoder(encoder, **DECODER)
+    load_official_state_dict(other, state)
+    again = to_official_state_dict(other)
+    assert sorted(again) == sorted(state)
+    for key in state:
+        np.testing.assert_array_equal(again[key], state[key])
