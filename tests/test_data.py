@@ -1,5 +1,6 @@
 """Tests for keras_mae.data: sources, augmentations and tf.data pipelines."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -410,3 +411,43 @@ def test_labeled_arrays_are_the_eval_batches_in_order():
     np.testing.assert_array_equal(x, batches[0][0].numpy())
     np.testing.assert_array_equal(y, [0, 1, 2, 0, 1, 2, 0])
     assert x.dtype == np.float32 and x.shape == (7, 8, 8, 3)
+
+
+def _denormalised(images):
+    return (np.asarray(images) * np.array(IMAGENET_STD) + np.array(IMAGENET_MEAN)) * 255.0
+
+
+@pytest.mark.parametrize("pipeline", ["pretrain", "labeled"])
+def test_extra_augment_takes_keras_and_keras_cv_layers(pipeline):
+    """An extra layer sees 0-255 images after crop and flip, before normalisation."""
+    import keras_cv
+
+    from keras_mae.data import from_arrays
+
+    rng = np.random.RandomState(0)
+    colour = from_arrays((rng.rand(8, 20, 20, 3) * 255).astype("uint8"), np.arange(8) % 2)
+
+    def build(extra):
+        if pipeline == "pretrain":
+            return pretrain_dataset(colour, 16, 4, extra_augment=extra)
+        return labeled_dataset(colour, 16, 4, training=True, extra_augment=extra)
+
+    def first(ds):
+        batch = next(iter(ds))
+        return (batch[0] if isinstance(batch, tuple) else batch).numpy()
+
+    # Keras core: everything to white (255) before the normalisation
+    white = first(build(keras.layers.Rescaling(0.0, offset=255.0)))
+    np.testing.assert_allclose(_denormalised(white), 255.0, atol=1e-3)
+    # keras-cv: grey, so the three channels agree before the normalisation
+    grey = _denormalised(first(build(keras_cv.layers.Grayscale(output_channels=3))))
+    np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-3)
+    plain = _denormalised(first(build(None)))
+    assert np.abs(plain[..., 0] - plain[..., 2]).max() > 1.0
+    with pytest.raises(ValueError, match="extra_augment must be a Keras layer or a callable, got 3"):
+        build(3)
+
+
+def test_extra_augment_is_refused_without_augmentation():
+    with pytest.raises(ValueError, match="training\\) pipelines only"):
+        labeled_dataset("digits", 16, 4, training=False, extra_augment=lambda x: x)

@@ -98,10 +98,40 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def check_extra_augment(extra_augment, training=True):
+    """Raises `ValueError` unless `extra_augment` is None or a callable for a training pipeline.
+
+    An extra augmentation is applied to each `(S, S, C)` float32 image on the
+    0-255 scale after the random crop and flip, before normalisation: any
+    Keras 3 augmentation layer (`keras.layers.RandomColorJitter(value_range=
+    (0, 255), ...)`, `keras.layers.RandAugment`, ...), a keras-cv one
+    (`keras_cv.layers.Grayscale(output_channels=3)`, ...) or a function.
+    Keras layers run on TensorFlow inside `tf.data` whatever the backend. Its
+    randomness is its own (the layer's `seed`), not derived from the
+    pipeline's `seed`.
+    """
+    if extra_augment is None:
+        return
+    if not callable(extra_augment):
+        raise ValueError(f"extra_augment must be a Keras layer or a callable, got "
+                         f"{extra_augment!r}")
+    if not training:
+        raise ValueError("extra_augment applies to augmented (training) pipelines only; "
+                         f"got extra_augment={extra_augment!r} with augmentation off")
+
+
+def _apply_extra(extra_augment, image):
+    if extra_augment is None:
+        return image
+    out = tf.convert_to_tensor(extra_augment(image))
+    return tf.ensure_shape(tf.cast(out, tf.float32), image.shape)
+
+
 def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=10000,
                      drop_remainder=True, repeat=False, augment=True, num_channels=3,
                      crop_scale=(0.2, 1.0), mean=_augment.IMAGENET_MEAN,
-                     std=_augment.IMAGENET_STD, reshuffle_each_iteration=True):
+                     std=_augment.IMAGENET_STD, reshuffle_each_iteration=True,
+                     extra_augment=None):
     """Image-only batches for MAE pretraining.
 
     Each image is (with ``augment=True``) randomly resized-cropped to
@@ -130,6 +160,8 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
             for a dataset built per epoch with an epoch seed, so that a pass
             that Keras starts only to peek at a batch cannot change the data
             of a resumed run).
+        extra_augment: optional Keras or keras-cv augmentation layer (or any
+            callable), see `check_extra_augment`.
 
     Returns:
         ``tf.data.Dataset`` of float32 tensors (B, S, S, C).
@@ -143,6 +175,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         TensorShape([8, 16, 16, 3])
     """
     _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    check_extra_augment(extra_augment, augment)
     source = _prepare(source, batch_size, drop_remainder, repeat)
     to_channels = _channel_converter(source, num_channels)
 
@@ -154,6 +187,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
             image = _augment.random_resized_crop(image, image_size, crop_seed,
                                                  scale=crop_scale)
             image = _augment.random_flip_left_right(image, flip_seed)
+            image = _apply_extra(extra_augment, image)
         else:
             image = _augment.center_crop_resize(image, image_size, crop_pct=1.0)
         return _augment.normalize(image, mean, std)
@@ -165,7 +199,8 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
 def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     shuffle_buffer=10000, drop_remainder=None, repeat=False,
                     num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
-                    mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD):
+                    mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD,
+                    extra_augment=None):
     """(images, labels) batches for fine-tuning, linear probing or evaluation.
 
     With ``training=True`` examples are shuffled, randomly resized-cropped
@@ -189,6 +224,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         crop_pct: fraction kept by the evaluation centre crop, in (0, 1].
         mean: per-channel normalisation mean on the 0-1 scale.
         std: per-channel normalisation std on the 0-1 scale.
+        extra_augment: optional Keras or keras-cv augmentation layer (or any
+            callable) for ``training=True``, see `check_extra_augment`.
 
     Returns:
         ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
@@ -207,6 +244,7 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
     if not isinstance(training, bool):
         raise ValueError(f"training must be a bool, got {training!r}")
     _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    check_extra_augment(extra_augment, training)
     if drop_remainder is None:
         drop_remainder = training
     source = _prepare(source, batch_size, drop_remainder, repeat)
@@ -222,6 +260,7 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
             image = _augment.random_resized_crop(image, image_size, crop_seed,
                                                  scale=crop_scale)
             image = _augment.random_flip_left_right(image, flip_seed)
+            image = _apply_extra(extra_augment, image)
         else:
             image = _augment.center_crop_resize(image, image_size, crop_pct=crop_pct)
         return _augment.normalize(image, mean, std), element["labels"]
