@@ -157,3 +157,14 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     hf_rows = [r for r in report["results"] if r["impl"] == "hf_transformers/torch"]
     assert sorted(r["achieved_tflops"] for r in hf_rows) == [0.1, 0.125]
     assert "MFU against 0.5 TFLOP/s" in capsys.readouterr().out
+
+
+def test_augment_comparison_runs_every_candidate():
+    from benchmarks import augment_keras_vs_ours as augment
+
+    results = augment.run(image_size=16, batch=4, batches=1, warmup=1, num_images=8)
+    assert set(results) == set(augment.candidates(10))
+    assert all(value > 0 for value in results.values())
+    ratios = augment.ratios(results)
+    assert ratios["cutmix/keras"] == round(results["cutmix/keras"] / results["mixup_cutmix/ours"], 3)
+    assert set(ratios) == {name for name in results if "/keras" in name}
