@@ -175,8 +175,7 @@ def test_rand_augment_geometric_fill_is_timms_mean_colour():
     from keras_mae.data import mix
 
     image = tf.fill([16, 16, 3], 200.0)
-    index = tf.constant(mix.RAND_AUGMENT_OPS.index("translate_x"))
-    moved = mix._apply_op(index, image, tf.constant(1.0), tf.constant(1.0)).numpy()
+    moved = mix.apply_op("translate_x", image, 1.0, 1.0).numpy()
     # a shift of 0.45 x 16 = 7.2 columns: 7 columns of fill on one side, 8 of image on the other
     if moved[0, 0, 0] == 200.0:
         moved = moved[:, ::-1]

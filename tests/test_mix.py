@@ -94,12 +94,11 @@ def test_random_erasing_area_and_determinism():
 def test_rand_augment_every_op_and_determinism():
     rng = np.random.RandomState(1)
     image = tf.constant(rng.randint(0, 256, (12, 12, 3)).astype("float32"))
-    for index in range(len(mix.RAND_AUGMENT_OPS)):
-        out = mix._apply_op(tf.constant(index), image, tf.constant(0.9), tf.constant(1.0))
+    for name in mix.RAND_AUGMENT_OPS:
+        out = mix.apply_op(name, image, tf.constant(0.9), tf.constant(1.0))
         assert out.shape == image.shape
         assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
-    inverted = mix._apply_op(tf.constant(mix.RAND_AUGMENT_OPS.index("invert")), image,
-                             tf.constant(0.5), tf.constant(1.0))
+    inverted = mix.apply_op("invert", image, tf.constant(0.5), tf.constant(1.0))
     np.testing.assert_allclose(inverted.numpy(), 255 - image.numpy())
     a = mix.rand_augment(image, seed(4)).numpy()
     b = mix.rand_augment(image, seed(4)).numpy()
@@ -108,6 +107,35 @@ def test_rand_augment_every_op_and_determinism():
     assert any(not np.array_equal(outs[0], o) for o in outs[1:])
     np.testing.assert_array_equal(mix.rand_augment(image, seed(4), num_ops=0).numpy(),
                                   image.numpy())
+
+
+def test_rand_augment_ops_are_selected_by_name():
+    from keras_mae.data import randaugment
+
+    assert mix.RAND_AUGMENT_OPS == tuple(randaugment._OPS)
+    assert len(set(mix.RAND_AUGMENT_OPS)) == 15
+    grey = tf.constant(np.random.RandomState(2).randint(0, 256, (10, 14, 1)).astype("float32"))
+    for index, name in enumerate(mix.RAND_AUGMENT_OPS):
+        for image in (grey, tf.tile(grey, [1, 1, 3])):
+            by_name = mix.apply_op(name, image, 0.8, -1.0).numpy()
+            # the index a sampled op carries
+            by_index = randaugment._apply_indexed(tf.constant(index), image, tf.constant(0.8),
+                                                  tf.constant(-1.0)).numpy()
+            np.testing.assert_array_equal(by_name, by_index)
+            assert by_name.shape == image.shape
+    with pytest.raises(ValueError, match="unknown"):
+        mix.apply_op("Rotate", grey, 0.5)
+
+
+def test_mix_re_exports_the_split_modules():
+    from keras_mae.data import erasing, finetune_pipeline, mixing, randaugment
+
+    assert mix.rand_augment is randaugment.rand_augment
+    assert mix.random_erasing is erasing.random_erasing
+    assert mix.mixup_cutmix is mixing.mixup_cutmix
+    assert mix.cutmix_box is mixing.cutmix_box
+    assert mix.one_hot_smoothed is mixing.one_hot_smoothed
+    assert mix.finetune_dataset is finetune_pipeline.finetune_dataset
 
 
 def test_finetune_dataset_is_deterministic_with_soft_targets():
