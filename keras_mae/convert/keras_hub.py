@@ -64,6 +64,13 @@ What does not carry over, and how it is handled:
   attention or MLP biases (`use_patch_bias`, `use_mha_bias`, `use_mlp_bias`
   False) are represented exactly with zero biases, which are however trainable
   in the encoder.
+- Global-pool fine-tuning. The official fine-tuning (and `ViTClassifier(...,
+  pooling="avg")`) averages the patch tokens of the last block *before* the
+  final norm and normalises the mean with a separate `fc_norm`; KerasHub's
+  `ViTImageClassifier(pooling="gap")` averages all tokens, class token
+  included, *after* the backbone's final norm, and has no `fc_norm`. Only the
+  class-token head (`pooling="token"`, the linear probe's) is the same on
+  both sides, so a fine-tuned `ViTClassifier` converts as its encoder only.
 - Input layout. The encoder takes channels-last images; a channels-first
   backbone converts, and `encoder(x)` equals `backbone(transpose(x))`.
   `to_keras_hub(..., data_format="channels_first")` builds one.
