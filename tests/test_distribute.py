@@ -243,7 +243,7 @@ def test_multi_worker_chief_checkpoint_loads_and_worker_writes_nothing(multi_wor
     out = multi_worker_run["out"]
     assert sorted(os.listdir(out)) == [
         "checkpoint", "config.json", "encoder.keras", "encoder.weights.h5", "history.csv",
-        "model.keras", "reconstructions", "tensorboard"]
+        "keras_hub", "model.keras", "preset", "reconstructions", "tensorboard"]
     folder = checkpoint.latest_checkpoint(str(out / "checkpoint"))
     assert folder.endswith("step_00000006")
     config = pretrain.resolve_config(pretrain.build_parser().parse_args(multi_worker_run["args"]))
