@@ -48,8 +48,9 @@ def fixed_noise_model(**overrides):
                 noise = inputs.get("noise")
             return super().call(inputs, noise=noise, training=training)
 
-    model = FixedNoiseMAE(**{**TINY, **overrides})
-    model.build()
+    encoder_arguments, task_arguments = keras_mae.models.split_arguments(**{**TINY, **overrides})
+    encoder = keras_mae.models.ViTEncoder(**encoder_arguments, name="encoder")
+    model = FixedNoiseMAE(encoder, **task_arguments)
     return model
 
 
