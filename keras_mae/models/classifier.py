@@ -4,8 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mae.models.serialization import base_config
-from keras_mae.models.task import task_kwargs
+from keras_mae.models.task import config_with_encoder, task_config, task_kwargs
 from keras_mae.models.vit_encoder import ViTEncoder
 
 POOLINGS = ("avg", "cls")
@@ -180,27 +179,22 @@ class ViTClassifier(keras.Model):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        config = base_config(self)
-        config.update(
-            {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "num_classes": self.num_classes,
-                "pooling": self.pooling,
-                "head_init_std": self.head_init_std,
-                "head_batch_norm": self.head_batch_norm,
-            }
+        return task_config(
+            self,
+            num_classes=self.num_classes,
+            pooling=self.pooling,
+            head_init_std=self.head_init_std,
+            head_batch_norm=self.head_batch_norm,
         )
-        return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "encoder" in config:
-            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        else:  # saved with the encoder's arguments under `encoder_config`
-            config["encoder"] = ViTEncoder(**config.pop("encoder_config"),
-                                           dtype=config.get("dtype"), name="encoder")
-        return cls(**config)
+        return cls(**config_with_encoder(config, legacy_encoder))
+
+
+def legacy_encoder(config):
+    """The encoder of a config saved with its arguments under `encoder_config`, popped."""
+    return ViTEncoder(**config.pop("encoder_config"), dtype=config.get("dtype"), name="encoder")
 
 
 class _FeatureModel(keras.Model):

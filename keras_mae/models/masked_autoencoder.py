@@ -9,8 +9,7 @@ from keras_mae.layers import RandomMasking
 from keras_mae.layers.random_masking import validate_mask_ratio
 from keras_mae.losses import MaskedReconstructionLoss
 from keras_mae.models.mae_decoder import MAEDecoder
-from keras_mae.models.serialization import base_config
-from keras_mae.models.task import task_kwargs
+from keras_mae.models.task import config_with_encoder, task_config, task_kwargs
 from keras_mae.models.vit_encoder import ViTEncoder
 
 IMAGES_KEY = "images"
@@ -236,28 +235,19 @@ class MaskedAutoencoder(keras.Model):
         return loss
 
     def get_config(self):
-        config = base_config(self)
-        config.update(
-            {
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "decoder_hidden_dim": self.decoder_hidden_dim,
-                "decoder_depth": self.decoder_depth,
-                "decoder_num_heads": self.decoder_num_heads,
-                "mask_ratio": self.mask_ratio,
-                "norm_pix_loss": self.norm_pix_loss,
-                "seed": self.seed,
-            }
+        return task_config(
+            self,
+            decoder_hidden_dim=self.decoder_hidden_dim,
+            decoder_depth=self.decoder_depth,
+            decoder_num_heads=self.decoder_num_heads,
+            mask_ratio=self.mask_ratio,
+            norm_pix_loss=self.norm_pix_loss,
+            seed=self.seed,
         )
-        return config
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if "encoder" in config:
-            config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-        else:
-            config["encoder"] = legacy_encoder(config)
-        return cls(**config)
+        return cls(**config_with_encoder(config, legacy_encoder))
 
 
 def legacy_encoder(config):

@@ -1,7 +1,8 @@
-"""What every task built on a `ViTEncoder` checks of the encoder it is given."""
+"""What every task built on a `ViTEncoder` shares: the check of its encoder, its config."""
 
 import keras
 
+from keras_mae.models.serialization import base_config
 from keras_mae.models.vit_encoder import ViTEncoder
 
 
@@ -41,3 +42,29 @@ def task_kwargs(task_name, encoder, kwargs):
         )
     kwargs["dtype"] = policy
     return kwargs
+
+
+def task_config(task, **fields):
+    """A task's `get_config`: name, dtype, trainable, its encoder's nested config, `fields`."""
+    return {**base_config(task), "encoder": keras.saving.serialize_keras_object(task.encoder),
+            **fields}
+
+
+def config_with_encoder(config, legacy_encoder):
+    """A copy of a task's saved config holding its encoder object, for `from_config`.
+
+    Args:
+        config: dict from `task_config` (the encoder nested), or of an older
+            layout without an `"encoder"` key.
+        legacy_encoder: function of the copied config that pops the older
+            layout's encoder fields and returns the `ViTEncoder` they describe.
+
+    Returns:
+        dict of the task's constructor arguments.
+    """
+    config = dict(config)
+    if "encoder" in config:
+        config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
+    else:
+        config["encoder"] = legacy_encoder(config)
+    return config
