@@ -144,9 +144,7 @@ def keras_worker(setting, steps, warmup, variant, batch=None, precision="float32
     if variant == "mask_tokens_in_encoder":
         from benchmarks.mask_tokens_baseline import MaskTokensInEncoderMAE as cls
     config = dict(keras_mae.models.CONFIGS[spec["config"]], norm_pix_loss=True, seed=0)
-    encoder_arguments, task_arguments = keras_mae.models.split_arguments(**config)
-    encoder = keras_mae.models.ViTEncoder(**encoder_arguments, name="encoder")
-    model = (cls or keras_mae.MaskedAutoencoder)(encoder, **task_arguments)
+    model = keras_mae.models.from_arguments(cls or keras_mae.MaskedAutoencoder, **config)
     model.compile(optimizer=keras.optimizers.AdamW(1.5e-4, beta_1=0.9, beta_2=0.95, weight_decay=0.05),
                   jit_compile=backend in ("tensorflow", "jax"))
     x = np.random.RandomState(0).rand(spec["batch"], spec["image"], spec["image"], 3).astype("float32")

@@ -48,9 +48,7 @@ def fixed_noise_model(**overrides):
                 noise = inputs.get("noise")
             return super().call(inputs, noise=noise, training=training)
 
-    encoder_arguments, task_arguments = keras_mae.models.split_arguments(**{**TINY, **overrides})
-    encoder = keras_mae.models.ViTEncoder(**encoder_arguments, name="encoder")
-    model = FixedNoiseMAE(encoder, **task_arguments)
+    model = keras_mae.models.from_arguments(FixedNoiseMAE, **{**TINY, **overrides})
     return model
 
 

@@ -87,8 +87,8 @@ def split_arguments(**arguments):
     return encoder, task
 
 
-def from_arguments(**arguments):
-    """A `MaskedAutoencoder` and its `ViTEncoder` from one flat set of arguments.
+def from_arguments(task_class=MaskedAutoencoder, **arguments):
+    """A `MaskedAutoencoder` (or a subclass, `task_class`) and its `ViTEncoder` from flat arguments.
 
     Example:
     ```python
@@ -97,7 +97,7 @@ def from_arguments(**arguments):
     ```
     """
     encoder_arguments, task_arguments = split_arguments(**arguments)
-    return MaskedAutoencoder(ViTEncoder(**encoder_arguments, name="encoder"), **task_arguments)
+    return task_class(ViTEncoder(**encoder_arguments, name="encoder"), **task_arguments)
 
 
 def mae_vit_base_patch16(**overrides):
