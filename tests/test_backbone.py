@@ -62,6 +62,9 @@ def test_copy_is_independent_and_resizes_positions():
     np.testing.assert_array_equal(to_numpy(copy(images)), to_numpy(encoder(images)))
     copy.cls_token.assign(np.zeros((1, 1, 32), "float32"))
     assert np.abs(to_numpy(encoder.cls_token)).sum() > 0
+    mixed = ViTEncoder(**ARCH, dtype="mixed_bfloat16")
+    assert mixed.copy().dtype_policy.name == "mixed_bfloat16"
+    assert mixed.copy(dtype="float32").dtype_policy.name == "float32"
     larger = encoder.copy(image_size=(48, 40))
     assert larger.grid == (6, 5) and larger.position_embedding.table.shape == (31, 32)
     assert to_numpy(larger(random_images(1, size=(48, 40)))).shape == (1, 31, 32)

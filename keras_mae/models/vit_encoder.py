@@ -228,7 +228,7 @@ class ViTEncoder(keras.Model):
             image_size: int, `(h, w)` or None (this encoder's).
             drop_path_rate: float or None (this encoder's).
             seed: int or None (this encoder's).
-            **kwargs: `name` (this encoder's by default), `dtype` of the copy.
+            **kwargs: `name`, `dtype` of the copy (this encoder's by default).
 
         Returns:
             A built `ViTEncoder`; later changes to either encoder leave the
@@ -248,6 +248,7 @@ class ViTEncoder(keras.Model):
         changes = {"image_size": image_size, "drop_path_rate": drop_path_rate, "seed": seed}
         config.update({k: v for k, v in changes.items() if v is not None})
         kwargs.setdefault("name", self.name)
+        kwargs.setdefault("dtype", self.dtype_policy)
         target = ViTEncoder(**config, **kwargs)
         target.build()
         source = self.relative_weights()
