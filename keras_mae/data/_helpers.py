@@ -1,4 +1,4 @@
-"""Seed splitting and argument checks shared by the fine-tuning augmentations.
+"""Seed splitting and argument checks shared by the augmentations and pipelines.
 
 Every augmentation of :mod:`keras_mae.data.randaugment`,
 :mod:`keras_mae.data.erasing` and :mod:`keras_mae.data.mixing` is stateless:

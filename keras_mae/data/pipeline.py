@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mae.data import augment as _augment
+from keras_mae.data._helpers import split_seed
 from keras_mae.data.sources import Source, load_source
 
 
@@ -120,7 +121,11 @@ def check_extra_augment(extra_augment, training=True):
                          f"got extra_augment={extra_augment!r} with augmentation off")
 
 
-def _apply_extra(extra_augment, image):
+def _train_transform(image, image_size, example_seed, crop_scale, extra_augment):
+    """Random resized crop, horizontal flip, then `extra_augment`: the training images of both pipelines."""
+    crop_seed, flip_seed = split_seed(example_seed, 2)
+    image = _augment.random_resized_crop(image, image_size, crop_seed, scale=crop_scale)
+    image = _augment.random_flip_left_right(image, flip_seed)
     if extra_augment is None:
         return image
     out = tf.convert_to_tensor(extra_augment(image))
@@ -182,12 +187,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
     def transform(element, example_seed):
         image = to_channels(element["images"])
         if augment:
-            crop_seed, flip_seed = tf.unstack(
-                tf.random.experimental.stateless_split(example_seed, 2))
-            image = _augment.random_resized_crop(image, image_size, crop_seed,
-                                                 scale=crop_scale)
-            image = _augment.random_flip_left_right(image, flip_seed)
-            image = _apply_extra(extra_augment, image)
+            image = _train_transform(image, image_size, example_seed, crop_scale, extra_augment)
         else:
             image = _augment.center_crop_resize(image, image_size, crop_pct=1.0)
         return _augment.normalize(image, mean, std)
@@ -255,12 +255,7 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
     def transform(element, example_seed):
         image = to_channels(element["images"])
         if training:
-            crop_seed, flip_seed = tf.unstack(
-                tf.random.experimental.stateless_split(example_seed, 2))
-            image = _augment.random_resized_crop(image, image_size, crop_seed,
-                                                 scale=crop_scale)
-            image = _augment.random_flip_left_right(image, flip_seed)
-            image = _apply_extra(extra_augment, image)
+            image = _train_transform(image, image_size, example_seed, crop_scale, extra_augment)
         else:
             image = _augment.center_crop_resize(image, image_size, crop_pct=crop_pct)
         return _augment.normalize(image, mean, std), element["labels"]
