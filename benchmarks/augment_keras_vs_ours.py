@@ -42,8 +42,9 @@ Measured in one run (`--image-size 224 --batch 64 --batches 10 --warmup 2`;
 Keras' RandAugment computes all 11 ops `num_ops` times for every call, which
 is why it is 5-6x slower than ours (two ops, each applied with probability
 0.5). Ours resamples its geometric ops with PIL's bicubic affine (timm's
-setting for the official fine-tuning); a bilinear resampler ran ours at about
-550 img/s at 224 px before that change, measured on the same machine.
+setting for the official fine-tuning). With TensorFlow's bilinear transform
+instead it ran at about 550 img/s at 224 px (a separate measurement on the
+same machine, RandAugment alone, best of 4 runs; not part of this table).
 """
 
 import argparse

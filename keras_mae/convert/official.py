@@ -26,6 +26,7 @@ from keras_mae.models.configs import SHARED_ARGUMENTS
 from keras_mae.models.configs import TASK_ARGUMENTS
 from keras_mae.models.configs import from_arguments
 from keras_mae.models.masked_autoencoder import MaskedAutoencoder
+from keras_mae.models.serialization import weights_below
 from keras_mae.models.vit_encoder import ViTEncoder
 
 # Heads of the published models by width (heads cannot be read from shapes).
@@ -175,10 +176,9 @@ def _variables_by_path(model):
         model.build()
     if not isinstance(model, MaskedAutoencoder):
         return model.relative_weights()
-    variables = {f"encoder/{k}": v for k, v in model.encoder.relative_weights().items()}
-    prefix = f"{model.decoder.path}/"
-    variables.update({f"decoder/{v.path[len(prefix):]}": v for v in model.decoder.weights})
-    return variables
+    return {f"{part}/{path}": variable
+            for part, layer in (("encoder", model.encoder), ("decoder", model.decoder))
+            for path, variable in weights_below(layer).items()}
 
 
 def _matched_variables(model):

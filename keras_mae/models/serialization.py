@@ -1,4 +1,4 @@
-"""The part of a functional-free model's config that every keras_mae model shares."""
+"""What every keras_mae model shares: the base of its config, its weights by path below it."""
 
 import keras
 
@@ -27,3 +27,14 @@ def base_config(model):
         "trainable": model.trainable,
         "dtype": keras.saving.serialize_keras_object(model.dtype_policy),
     }
+
+
+def weights_below(layer):
+    """`{path below the layer: variable}` of a built layer, e.g. `"encoder_block_0/fc1/kernel"`.
+
+    Variable paths start with the path of the model a layer was first built in;
+    the keys here do not depend on it.
+    """
+    prefix = f"{layer.path}/"
+    return {v.path[len(prefix):] if v.path.startswith(prefix) else v.path: v
+            for v in layer.weights}

@@ -6,7 +6,7 @@ from keras import ops
 
 from keras_mae import ops as mae_ops
 from keras_mae.layers import PatchEmbedding, SinCosPositionEmbedding, TransformerBlock
-from keras_mae.models.serialization import base_config
+from keras_mae.models.serialization import base_config, weights_below
 from keras_mae.pos_embed import interpolate_pos_embed
 
 
@@ -212,9 +212,7 @@ class ViTEncoder(keras.Model):
         """
         if not self.built:
             self.build()
-        prefix = f"{self.path}/"
-        return {v.path[len(prefix):] if v.path.startswith(prefix) else v.path: v
-                for v in self.weights}
+        return weights_below(self)
 
     def copy(self, image_size=None, drop_path_rate=None, seed=None, **kwargs):
         """A new, built encoder holding copies of this one's weights.
