@@ -30,13 +30,12 @@ step (and their allocators' caching), not only live activations.
 import argparse
 import json
 import os
-import platform
 import sys
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.train_throughput import SETTINGS, run_job  # noqa: E402
+from benchmarks.train_throughput import SETTINGS, machine_info, run_job  # noqa: E402
 
 IMPLS = ("tensorflow", "jax", "torch", "hf")
 
@@ -91,8 +90,7 @@ def main():
             print(f"{setting:<9} {r['impl']:<24} {r['memory']:<8} {r['peak_mb']:>9.0f} "
                   f"{r['mb_per_image']:>10.2f} {ratio:>6.2f}")
     with open(args.output, "w") as f:
-        json.dump({"machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                   "results": results}, f, indent=2)
+        json.dump({"machine": machine_info(), "results": results}, f, indent=2)
     print(f"\nwritten {args.output}")
     return 0
 

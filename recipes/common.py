@@ -13,13 +13,15 @@ import time
 from recipes.flags import str2bool
 
 
-def parse_jit_compile(value, backend=None, replicas=1):
+def parse_jit_compile(value, backend=None, replicas=1, torch_compile=False):
     """`"auto"`, true or false (from a flag or a config) -> Keras' `jit_compile`.
 
     `"auto"` means XLA on JAX, and on TensorFlow with one replica (on a CPU,
     Keras' own "auto" leaves TensorFlow uncompiled, about 1.5x slower); with
     several TensorFlow replicas it stays Keras' "auto", because XLA has no
-    cross-replica collectives on CPUs. PyTorch runs eagerly.
+    cross-replica collectives on CPUs. On PyTorch it means `torch.compile`
+    when `torch_compile` (the MAE's own compiled step; pretraining) and eager
+    otherwise.
     """
     if value == "auto":
         import keras
@@ -27,7 +29,7 @@ def parse_jit_compile(value, backend=None, replicas=1):
         backend = backend or keras.backend.backend()
         if backend == "tensorflow" and replicas > 1:
             return "auto"
-        return backend in ("tensorflow", "jax")
+        return backend in ("tensorflow", "jax") or (backend == "torch" and torch_compile)
     if isinstance(value, bool):
         return value
     try:

@@ -223,7 +223,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         model.build()
         optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
         model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(
-            config.jit_compile, replicas=replicas))
+            config.jit_compile, replicas=replicas, torch_compile=True))
         distribute.configure_model(model, dist)
 
         # every worker restores the chief's checkpoint (the shared output directory)

@@ -157,6 +157,10 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     hf_rows = [r for r in report["results"] if r["impl"] == "hf_transformers/torch"]
     assert sorted(r["achieved_tflops"] for r in hf_rows) == [0.1, 0.125]
     assert "MFU against 0.5 TFLOP/s" in capsys.readouterr().out
+    # the table records the CPU it ran on and its vector/matrix-unit flags
+    flags = open("/proc/cpuinfo").read().split()
+    assert report["machine"]["cpu"] and report["machine"]["cpus"] >= 1
+    assert ("avx512_bf16" in report["machine"]["cpu_flags"]) == ("avx512_bf16" in flags)
 
 
 def test_augment_comparison_runs_every_candidate():

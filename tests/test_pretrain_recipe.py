@@ -25,10 +25,29 @@ def npz(tmp_path_factory):
 
 
 def args(npz, out, *extra):
+    """The recipe's flags for a tiny run; uncompiled (a later `--jit-compile` in `extra` wins)."""
     return ["--config", "digits", "--dataset", npz, "--model-overrides", TINY,
             "--batch-size", "16", "--epochs", "2", "--warmup-epochs", "1",
             "--checkpoint-every-steps", "2", "--reconstruction-every-epochs", "1",
-            "--output-dir", str(out), *extra]
+            "--jit-compile", "false", "--output-dir", str(out), *extra]
+
+
+def history_losses(out):
+    return [float(row["loss"]) for row in csv.DictReader(open(out / "history.csv"))]
+
+
+@pytest.mark.skipif(keras.backend.backend() == "tensorflow",
+                    reason="under XLA, TensorFlow's stateless RNG draws other masks for the same seed")
+def test_default_jit_compile_trains_as_the_uncompiled_step(npz, tmp_path):
+    """`--jit-compile auto`: XLA on JAX, the MAE's compiled step on PyTorch; the same losses."""
+    from recipes.common import parse_jit_compile
+
+    assert parse_jit_compile("auto", torch_compile=True) is True
+    assert parse_jit_compile("auto", backend="torch") is False
+    assert pretrain.main(args(npz, tmp_path / "eager", "--jit-compile", "false")) == 0
+    assert pretrain.main(args(npz, tmp_path / "auto", "--jit-compile", "auto")) == 0
+    np.testing.assert_allclose(history_losses(tmp_path / "auto"), history_losses(tmp_path / "eager"),
+                               rtol=1e-4)
 
 
 def test_pretrain_writes_documented_layout_and_resumes(npz, tmp_path):
@@ -47,7 +66,7 @@ def test_pretrain_writes_documented_layout_and_resumes(npz, tmp_path):
     assert os.listdir(out / "tensorboard")
     rows = list(csv.DictReader(open(out / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [0, 1]
-    assert all(np.isfinite(float(r["loss"])) for r in rows)
+    assert all(np.isfinite(loss) for loss in history_losses(out))
     encoder = keras.saving.load_model(str(out / "encoder.keras"))
     tokens = keras.ops.convert_to_numpy(encoder(np.zeros((1, 32, 32, 3), "float32")))
     assert tokens.shape == (1, 17, 32)

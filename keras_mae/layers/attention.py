@@ -59,7 +59,7 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         if _explicit_is_faster(x):
             out = explicit_attention(q, k, v)
         else:
-            out = ops.dot_product_attention(q, k, v)
+            out = ops.dot_product_attention(q, k, v, flash_attention=_flash_attention())
         return self.proj(ops.reshape(out, (-1, length, self.hidden_dim)))
 
     def compute_output_shape(self, input_shape):
@@ -89,6 +89,16 @@ def explicit_attention(q, k, v):
     scores = ops.einsum("bqhd,bkhd->bhqk", q, k) * ops.cast(q.shape[-1] ** -0.5, q.dtype)
     weights = ops.cast(ops.softmax(ops.cast(scores, "float32"), axis=-1), v.dtype)
     return ops.einsum("bhqk,bkhd->bqhd", weights, v)
+
+
+def _flash_attention():
+    """`flash_attention` for `ops.dot_product_attention`: False on PyTorch, else None (auto).
+
+    PyTorch's `scaled_dot_product_attention` picks its fastest kernel itself
+    (flash on a GPU); Keras' own check before it builds a pybind object that
+    `torch.compile` cannot trace, one graph break per attention layer.
+    """
+    return False if keras.backend.backend() == "torch" else None
 
 
 def _explicit_is_faster(x):

@@ -197,6 +197,21 @@ class MaskedAutoencoder(keras.Model):
             )
         super().compile(optimizer=optimizer, **kwargs)
 
+    def make_train_function(self, force=False):
+        """Keras' train function; on PyTorch with `jit_compile=True`, one compiled forward graph.
+
+        See `keras_mae.models.torch_step`: the masking noise is drawn before
+        the graph, which then compiles without breaks.
+        """
+        from keras_mae.models import torch_step
+
+        if (keras.backend.backend() != "torch" or not self.jit_compile
+                or not torch_step.supports_compiled_step(self)):
+            return super().make_train_function(force)
+        if self.train_function is None or force:
+            self.train_function = torch_step.make_compiled_train_function(self)
+        return self.train_function
+
     def __call__(self, *args, **kwargs):
         # Concrete numpy batches are checked here, before Keras converts them
         # to tensors; tensors (fit, jit tracing) are not inspected.

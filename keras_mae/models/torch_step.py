@@ -1,0 +1,62 @@
+"""The PyTorch training step under `jit_compile=True`: the forward pass and the loss as one graph.
+
+Keras compiles its whole PyTorch `train_step` with `torch.compile`. In a
+`MaskedAutoencoder` that graph breaks where the masking noise is drawn (Keras'
+PyTorch seed generator is excluded from compilation), and Dynamo then falls
+back to running each layer's call separately. Here the noise is drawn first,
+eagerly, from the same `RandomMasking` generator (so the masks are those of an
+uncompiled step), and the forward pass and loss are one `torch.compile`d graph
+with `fullgraph=True`, whose backward AOTAutograd compiles as well; the
+optimizer update stays Keras' own.
+"""
+
+import keras
+
+
+def supports_compiled_step(model):
+    """Whether `model`'s forward draws no randomness but the masking noise.
+
+    Stochastic depth (`drop_path_rate > 0`) would draw inside the graph; such
+    models keep Keras' own compiled step.
+    """
+    return not model.encoder.drop_path_rate
+
+
+def make_compiled_train_function(model):
+    """Returns Keras' `train_function(data)` for `model`, with the forward and loss compiled."""
+    import torch
+
+    from keras_mae.models.masked_autoencoder import check_pixel_values, images_from_batch
+    from keras.src.trainers.data_adapters import data_adapter_utils
+
+    def forward_loss(x, y, sample_weight, noise):
+        y_pred = model(x, noise=noise, training=True)
+        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
+                                   training=True)
+        return loss, y_pred
+
+    compiled = torch.compile(forward_loss, fullgraph=True)
+
+    def update(gradients):
+        with torch.no_grad():
+            model.optimizer.apply(gradients, model.trainable_weights[:])
+
+    compiled_update = torch.compile(update)
+
+    def train_function(data):
+        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data[0])
+        check_pixel_values(images_from_batch(x))  # numpy batches (train_on_batch), before any compute
+        x, y, sample_weight = keras.tree.map_structure(
+            lambda t: t if t is None else keras.ops.convert_to_tensor(t), (x, y, sample_weight))
+        batch = images_from_batch(x).shape[0]
+        noise = model.random_masking.draw_noise(batch, model.num_patches)
+        model.zero_grad()
+        loss, y_pred = compiled(x, y, sample_weight, noise)
+        model._loss_tracker.update_state(loss, sample_weight=batch)
+        loss = model.optimizer.scale_loss(loss)
+        loss.backward()
+        compiled_update([v.value.grad for v in model.trainable_weights])
+        return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+
+    train_function.compiled_forward = compiled
+    return train_function
