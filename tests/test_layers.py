@@ -159,3 +159,22 @@ def test_attention_path_choice_and_bfloat16_output():
     out16 = to_numpy(keras.ops.cast(mixed(x32), "float32"))
     np.testing.assert_allclose(out16, out32, atol=0.05)
     assert np.abs(out32).max() > 0.1
+
+
+def test_token_dense_equals_dense_on_every_rank():
+    from keras_mae.layers import TokenDense
+
+    dense = keras.layers.Dense(6, activation="gelu", name="fc")
+    tokens = TokenDense(6, activation="gelu", name="fc")
+    for shape in [(3, 5), (2, 7, 5), (2, 3, 4, 5)]:
+        x = np.random.RandomState(len(shape)).rand(*shape).astype("float32")
+        if not dense.built:
+            dense.build(shape)
+            tokens.build(shape)
+            tokens.set_weights(dense.get_weights())
+        out = keras.ops.convert_to_numpy(tokens(x))
+        assert out.shape == shape[:-1] + (6,)
+        np.testing.assert_allclose(out, keras.ops.convert_to_numpy(dense(x)), atol=1e-6)
+    assert [w.path for w in tokens.weights] == [w.path for w in dense.weights] == ["fc/kernel", "fc/bias"]
+    restored = TokenDense.from_config(tokens.get_config())
+    assert type(restored) is TokenDense and restored.units == 6

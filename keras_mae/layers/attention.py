@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mae.layers.token_dense import TokenDense
+
 
 @keras.saving.register_keras_serializable(package="keras_mae")
 class MultiHeadSelfAttention(keras.layers.Layer):
@@ -43,10 +45,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.num_heads = num_heads
         self.qkv_bias = qkv_bias
         self.head_dim = hidden_dim // num_heads
-        self.qkv = keras.layers.Dense(
+        self.qkv = TokenDense(
             3 * hidden_dim, use_bias=qkv_bias, dtype=self.dtype_policy, name="qkv"
         )
-        self.proj = keras.layers.Dense(hidden_dim, dtype=self.dtype_policy, name="proj")
+        self.proj = TokenDense(hidden_dim, dtype=self.dtype_policy, name="proj")
 
     def build(self, input_shape):
         self.qkv.build(input_shape)

