@@ -10,18 +10,19 @@ state (those are printed too, as the peak at `B`).
 
 Usage: `python benchmarks/peak_memory.py [--settings tiny32,base224] [--output peak_memory.json]`.
 
-Measured in one run (the machine and versions of `benchmarks/train_throughput.py`;
-peak resident set size; 2 steps after 1 warm-up; tiny: B = 128, ViT-B/16: B = 16):
+Measured in one run (the machine and versions of `benchmarks/train_throughput.py`:
+2-core Intel Xeon with AVX-512/AMX; peak resident set size; 2 steps after 1
+warm-up; B = 128; PyTorch with `jit_compile=True`, the compiled step):
 
     setting   implementation           peak MiB  MiB/image  vs HF
-    tiny32    keras_mae/tensorflow         3783      15.87   2.75
-    tiny32    keras_mae/jax                2296       9.97   1.73
-    tiny32    keras_mae/torch              1619       7.79   1.35
-    tiny32    hf_transformers/torch        1906       5.77   1.00
-    base224   keras_mae/tensorflow         5732     154.62   1.71
-    base224   keras_mae/jax                5756     213.59   2.36
-    base224   keras_mae/torch              4291      60.82   0.67
-    base224   hf_transformers/torch        4021      90.36   1.00
+    tiny32    keras_mae/tensorflow         3686      14.91   2.42
+    tiny32    keras_mae/jax                2187       9.79   1.59
+    tiny32    keras_mae/torch              1667       4.50   0.73
+    tiny32    hf_transformers/torch        1941       6.17   1.00
+
+The same script before the compiled PyTorch step (eager PyTorch, AMD EPYC):
+PyTorch 7.79 MiB/image, 1.35x HF; ViT-B/16 (B = 16): TensorFlow 154.62,
+JAX 213.59, PyTorch 60.82, HF 90.36 MiB/image (0.67x for PyTorch).
 
 On CPU the TensorFlow and JAX figures are XLA's buffers for the whole compiled
 step (and their allocators' caching), not only live activations.

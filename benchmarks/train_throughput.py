@@ -2,8 +2,8 @@
 
 Measures, in one run on one machine, the median time of a training step
 (after warm-up) and reports images/s:
-  1. `keras_mae` on TensorFlow, JAX and PyTorch (each in its own process; XLA
-     `jit_compile=True` on TensorFlow and JAX) and Hugging Face
+  1. `keras_mae` on TensorFlow, JAX and PyTorch (each in its own process,
+     `jit_compile=True`) and Hugging Face
      `ViTMAEForPreTraining` in PyTorch with the same architecture, batch and
      AdamW(0.9, 0.95), for the 32 px tiny config and for ViT-B/16 at 224 px;
   2. the asymmetric design's saving: ViT-B/16 step time with mask tokens in the
@@ -19,32 +19,73 @@ Usage: `python benchmarks/train_throughput.py [--quick] [--settings tiny32,base2
 989 for an H100/H200 SXM in dense bfloat16, adds model FLOPs utilisation).
 On a GPU every implementation runs on it (Hugging Face moved with `.to("cuda")`).
 
-Measured (2-core AMD EPYC x86-64 CPU with AVX-512, no GPU, Keras 3.15.1, TF 2.21,
-JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24; median step
-after warm-up). Hugging Face runs twice, with its default attention (PyTorch
-SDPA) and with `attn_implementation="eager"`; "vs HF" is against the faster.
-Tiny config, one run (`--settings tiny32`):
+The PyTorch rows use `jit_compile=True`, the MAE's own compiled step
+(`keras_mae.models.torch_step`); "keras_default" is what `compile` does
+unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA.
 
-    setting  implementation             variant          images/s   vs HF
-    tiny32   keras_mae/tensorflow       visible_only       147.66    1.14
-    tiny32   keras_mae/jax              visible_only        58.95    0.45
-    tiny32   keras_mae/torch            visible_only       126.37    0.97
-    tiny32   hf_transformers/torch      visible_only       103.41    0.79
-    tiny32   hf_transformers/torch      eager_attention    130.10    1.00
-    tiny32   matmul_ceiling/tensorflow  visible_only       192.04    1.48
-    the step's matrix products alone: 1.48x HF; keras_mae/tensorflow reaches 77% of that
+Measured on a 2-core Intel Xeon (avx2, avx512f, avx512_bf16, avx512_fp16,
+amx_bf16, amx_tile; `machine_info()` records them), no GPU, Keras 3.15.1,
+TF 2.21, JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24.
+Tiny config, float32, one run (`--settings tiny32`), images/s:
 
-The same in bfloat16 (`--settings tiny32 --precision bfloat16`, one run; Keras
-`mixed_bfloat16`, HF under `torch.autocast`):
+    implementation             variant          images/s   vs HF
+    keras_mae/tensorflow       visible_only       184.53    0.89
+    keras_mae/jax              visible_only       116.67    0.57
+    keras_mae/torch            visible_only       199.44    0.97
+    keras_mae/torch            keras_default      181.47    0.88
+    hf_transformers/torch      visible_only       206.28    1.00   (SDPA)
+    hf_transformers/torch      eager_attention    204.64    0.99
+    matmul_ceiling/tensorflow  visible_only       317.14    1.54
 
-    tiny32   keras_mae/tensorflow       visible_only       101.31    0.42
-    tiny32   keras_mae/jax              visible_only        71.33    0.29
-    tiny32   keras_mae/torch            visible_only       161.24    0.66
-    tiny32   hf_transformers/torch      visible_only       141.92    0.58
-    tiny32   hf_transformers/torch      eager_attention    243.75    1.00
-    tiny32   matmul_ceiling/tensorflow  visible_only       394.42    1.62
+An earlier run of the same script that day, before `TokenDense`, gave
+PyTorch compiled 213.87 img/s = 1.06x HF (201.91), JAX 57.11 (0.28x).
+The same, bfloat16 (`--precision bfloat16`: Keras `mixed_bfloat16`, HF
+under `torch.autocast`), one run:
 
-ViT-B/16, an earlier run of the same script:
+    keras_mae/tensorflow       visible_only       142.81    0.42
+    keras_mae/jax              visible_only       104.54    0.31
+    keras_mae/torch            visible_only       410.15    1.20
+    keras_mae/torch            keras_default      292.59    0.85
+    hf_transformers/torch      visible_only       176.57    0.52   (SDPA)
+    hf_transformers/torch      eager_attention    342.38    1.00
+    matmul_ceiling/tensorflow  visible_only       826.91    2.42
+
+(the earlier run: PyTorch compiled 419.41 = 1.16x HF's 360.32). Run to run
+the figures move by up to 10% on this shared machine; ratios are within
+one run.
+
+What bounds PyTorch (torch.profiler over 3 compiled steps, kernel names from
+Inductor): in float32 a step is about 540 ms, of which the matrix products
+(`aten::mm`, the same products HF runs) 323-373 ms, PyTorch's CPU flash
+attention forward and backward 55-60 ms, exact GELU (erf) forward and
+backward 73 ms, LayerNorm and residual kernels about 40 ms, the compiled
+AdamW 5 ms. 1.3x HF would need everything but the products in about 90 ms;
+GELU alone is 73, and it is bound by memory traffic (37 M activations a step,
+a read and a write each way). In bfloat16 a step is about 312 ms: products
+102 ms, attention's batched products 30 ms, GELU 62 ms (20%), softmax 19 ms.
+Tried, no gain beyond noise: Inductor's `max_autotune` with its C++ GEMM
+templates and fused epilogues (bfloat16 461 vs 433 img/s, float32 194 vs
+183-220; first step 133 s instead of 55-95 s); explicit attention products
+instead of the fused kernel in float32 (185-223 vs 195-220). Before the
+compiled step, Keras' own `torch.compile` of the whole `train_step` ran
+176.5 img/s (eager 191.7): it graph-broke 45 times (the seed generator,
+Keras' flash-attention check) and fell back to layer-by-layer graphs.
+
+What bounds JAX: XLA:CPU. JAX's own matrix products are fast (290 GFLOP/s
+for one (2176, 192) x (192, 768) product, PyTorch 327, TF's XLA 210). The
+backward pass was 8.5x the forward (value-and-grad 2,268 ms, forward 237 ms,
+batch 128); half of it was the kernel gradient of 3-D `Dense` products,
+which `keras_mae.layers.TokenDense` now computes in 2-D (1,088 ms). What is
+left is in the transformer blocks (12 encoder blocks x 46 ms + 4 decoder
+blocks x 130 ms, fused by XLA), and two XLA:CPU costs show alone:
+
+    x = jnp.ones((128, 65, 768)); jax.jit(lambda x: jax.nn.gelu(x, approximate=False))(x)
+    # 8.0 ms forward, 4.9 ms gradient (the tanh form: 3.2 / 2.8 ms)
+    # Dense(512, activation="gelu") on (128, 65, 128): 21.2 ms, without the GELU 3.7 ms
+    MultiHeadSelfAttention(128, 4) on (128, 65, 128): forward 10.6 ms, gradient 56.6 ms
+
+ViT-B/16, an earlier run of the same script (AMD EPYC, before the compiled
+PyTorch step):
 
     base224  keras_mae/tensorflow     visible_only                2.84   1.05
     base224  keras_mae/jax            visible_only                1.45   0.54
@@ -53,20 +94,12 @@ ViT-B/16, an earlier run of the same script:
     asymmetric saving, ViT-B/16: TensorFlow step time x2.37 for FLOPs x2.35 (101%),
     JAX x2.85 (121%)
 
-What bounds the tiny config on this CPU: the products of one step
-(`benchmarks/matmul_ceiling.py`, 114 GFLOP per batch of 128) run at 170-182
-GFLOP/s when nothing else runs, i.e. 1.45-1.70x HF across runs; 1.5x HF
-would need the whole step at or above that ceiling. Swapping exact GELU for tanh, or the fused attention for
-explicit einsums, did not change the TensorFlow step beyond noise; SGD instead
-of AdamW saved about 5%. bfloat16 is not a way out on CPU: XLA's bfloat16
-products ran no faster than float32 (151 GFLOP/s for the step's products);
-without XLA, oneDNN's bfloat16 products run 2x faster (328 GFLOP/s), but the
-unfused TensorFlow step was 136 img/s. On the PyTorch backend, PyTorch's
-fused CPU attention had a backward of 450 ms per bfloat16 step; in 16-bit
-floats on CPU the attention layer now uses explicit products (134-138 ->
-195-203 img/s in an A/B run). The remaining gap to HF's eager bfloat16 step
-is not in the kernels (per step, PyTorch op time 0.54 s for ours vs 0.58 s for
-HF, torch.profiler) but Keras' Python per-layer work in eager PyTorch.
+The matrix-product ceiling (`benchmarks/matmul_ceiling.py`) runs the step's
+products alone, with and without XLA, and keeps the faster. In the runs
+above XLA's bfloat16 products ran slower than its float32 ones (177 vs 237
+GFLOP/s), while oneDNN's, without XLA, ran 736 GFLOP/s in bfloat16 (AMX),
+2.6x their 282 in float32: that is why TensorFlow and JAX, both on XLA, fall
+behind in bfloat16 on this CPU.
 """
 
 import argparse

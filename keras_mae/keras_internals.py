@@ -9,6 +9,11 @@
   registered.
 - `adam_moments`: Adam's first and second moment slots of a variable
   (`Adam._momentums`, `Adam._velocities`).
+- `training_loss`: the loss Keras' own `train_step` computes
+  (`Trainer._compute_loss`: `compute_loss` with `training=True`, as the
+  backend trainers call it), and `loss_tracker`, the metric behind the
+  `loss` log (`Trainer._loss_tracker`); the compiled PyTorch step
+  (`models/torch_step.py`) replaces Keras' `train_step` and needs both.
 - Optimizers that apply weight decay inside `update_step` override
   `Optimizer._apply_weight_decay(variables)` to turn the base class' own
   decoupled decay off; that hook is an override, not a call, so it cannot be
@@ -38,3 +43,13 @@ def adam_moments(optimizer, variable):
     """`(m, v)`: a Keras `Adam`/`AdamW` optimizer's moment variables of `variable`."""
     index = variable_index(optimizer, variable)
     return optimizer._momentums[index], optimizer._velocities[index]
+
+
+def training_loss(model, x, y, y_pred, sample_weight):
+    """The loss of a training step, as Keras' own `train_step` computes it."""
+    return model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+
+
+def loss_tracker(model):
+    """The `keras.metrics.Mean` behind a compiled model's `loss` log."""
+    return model._loss_tracker

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from keras_mae.models import torch_step
-from tests.conftest import random_images, tiny_mae
+from conftest import random_images, tiny_mae
 
 
 def fit_twice(jit_compile, **overrides):

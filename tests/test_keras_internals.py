@@ -2,7 +2,7 @@
 
 import keras
 import numpy as np
-from conftest import tiny_mae, to_numpy
+from conftest import random_images, tiny_mae, to_numpy
 
 from keras_mae import keras_internals
 from keras_mae.layers import DropPath, RandomMasking, TransformerBlock
@@ -62,3 +62,19 @@ def test_keras_calls_the_weight_decay_hook_that_subclasses_override():
     keras.optimizers.AdamW(0.1, weight_decay=0.5).apply(grads, decayed)
     keras.optimizers.Adam(0.1).apply(grads, once)
     np.testing.assert_allclose(to_numpy(once[0]) - to_numpy(decayed[0]), 0.1 * 0.5, rtol=1e-4)
+
+
+def test_training_loss_and_loss_tracker():
+
+    model = tiny_mae(seed=0)
+    model.compile(optimizer="adamw")
+    x = random_images(2)
+    y_pred = model(x, training=True)
+    loss = keras_internals.training_loss(model, x, None, y_pred, None)
+    expected = model.compute_loss(x=x, y_pred=y_pred)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loss), keras.ops.convert_to_numpy(expected))
+    tracker = keras_internals.loss_tracker(model)
+    tracker.update_state(loss)
+    assert isinstance(tracker, keras.metrics.Mean)
+    model.fit(x, epochs=1, verbose=0)
+    assert tracker.count > 0

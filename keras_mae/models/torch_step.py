@@ -7,7 +7,8 @@ back to running each layer's call separately. Here the noise is drawn first,
 eagerly, from the same `RandomMasking` generator (so the masks are those of an
 uncompiled step), and the forward pass and loss are one `torch.compile`d graph
 with `fullgraph=True`, whose backward AOTAutograd compiles as well; the
-optimizer update stays Keras' own.
+optimizer update is Keras' own, compiled on its own (graph breaks in a
+user's optimizer are allowed there; the recipes' AdamW has none).
 """
 
 import keras
@@ -26,14 +27,12 @@ def make_compiled_train_function(model):
     """Returns Keras' `train_function(data)` for `model`, with the forward and loss compiled."""
     import torch
 
+    from keras_mae import keras_internals
     from keras_mae.models.masked_autoencoder import check_pixel_values, images_from_batch
-    from keras.src.trainers.data_adapters import data_adapter_utils
 
     def forward_loss(x, y, sample_weight, noise):
         y_pred = model(x, noise=noise, training=True)
-        loss = model._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight,
-                                   training=True)
-        return loss, y_pred
+        return keras_internals.training_loss(model, x, y, y_pred, sample_weight), y_pred
 
     compiled = torch.compile(forward_loss, fullgraph=True)
 
@@ -44,15 +43,17 @@ def make_compiled_train_function(model):
     compiled_update = torch.compile(update)
 
     def train_function(data):
-        x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data[0])
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data[0])
         check_pixel_values(images_from_batch(x))  # numpy batches (train_on_batch), before any compute
         x, y, sample_weight = keras.tree.map_structure(
             lambda t: t if t is None else keras.ops.convert_to_tensor(t), (x, y, sample_weight))
         batch = images_from_batch(x).shape[0]
         noise = model.random_masking.draw_noise(batch, model.num_patches)
+        if not model.optimizer.built:  # its slots made eagerly, not inside the compiled update
+            model.optimizer.build(model.trainable_variables)
         model.zero_grad()
         loss, y_pred = compiled(x, y, sample_weight, noise)
-        model._loss_tracker.update_state(loss, sample_weight=batch)
+        keras_internals.loss_tracker(model).update_state(loss, sample_weight=batch)
         loss = model.optimizer.scale_loss(loss)
         loss.backward()
         compiled_update([v.value.grad for v in model.trainable_weights])
