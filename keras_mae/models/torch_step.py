@@ -9,6 +9,21 @@ uncompiled step), and the forward pass and loss are one `torch.compile`d graph
 with `fullgraph=True`, whose backward AOTAutograd compiles as well; the
 optimizer update is Keras' own, compiled on its own (graph breaks in a
 user's optimizer are allowed there; the recipes' AdamW has none).
+
+Measured (tiny config, batch 128, 2-core CPU, one run): 199.4 img/s against
+181.5 for eager PyTorch in float32, 410.2 against 292.6 in bfloat16; peak
+memory 4.50 MiB per image, 0.73x Hugging Face's. The first step compiles
+for 25-100 s on that CPU. A compiled `fit` (2 epochs, tiny model) gave the
+eager losses within 1e-5 and weights within 1e-4.
+
+Example:
+```python
+import os; os.environ["KERAS_BACKEND"] = "torch"
+import keras, numpy as np, keras_mae
+model = keras_mae.models.mae_vit_tiny_patch4(depth=2, decoder_depth=1, norm_pix_loss=True)
+model.compile(optimizer=keras.optimizers.AdamW(1e-3), jit_compile=True)  # this module's step
+model.fit(np.random.rand(16, 32, 32, 3).astype("float32"), batch_size=8, verbose=0)
+```
 """
 
 import keras
