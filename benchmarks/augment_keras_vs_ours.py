@@ -50,7 +50,6 @@ same machine, RandAugment alone, best of 4 runs; not part of this table).
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -64,24 +63,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 import keras  # noqa: E402
 
+from benchmarks.machine import machine_info  # noqa: E402
 from keras_mae.data import mix  # noqa: E402
-
-
-def cpu_description():
-    """The CPU model and its bf16/AMX/AVX-512 flags (Linux), for the table."""
-    model, flags = platform.processor() or "unknown", []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("unknown", "x86_64", ""):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    present = set(line.split(":", 1)[1].split())
-                    flags = sorted(present & {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"})
-                    break
-    except OSError:
-        pass
-    return {"cpu": model, "flags": flags, "cores": os.cpu_count()}
 
 
 def seeds():
@@ -189,7 +172,7 @@ def main(argv=None):
     parser.add_argument("--output", default="augment_keras_vs_ours.json")
     args = parser.parse_args(argv)
     results = run(args.image_size, args.batch, args.batches, args.warmup)
-    report = {"machine": cpu_description(), "image_size": args.image_size, "batch": args.batch,
+    report = {"machine": machine_info(), "image_size": args.image_size, "batch": args.batch,
               "batches": args.batches, "images_per_s": results}
     report["vs_ours"] = ratios(results)
     for name, value in results.items():

@@ -36,7 +36,8 @@ import sys
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
-from benchmarks.train_throughput import SETTINGS, machine_info, run_job  # noqa: E402
+from benchmarks.machine import machine_info  # noqa: E402
+from benchmarks.train_throughput import SETTINGS, run_job  # noqa: E402
 
 IMPLS = ("tensorflow", "jax", "torch", "hf")
 

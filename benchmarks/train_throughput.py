@@ -24,7 +24,7 @@ The PyTorch rows use `jit_compile=True`, the MAE's own compiled step
 unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA.
 
 Measured on a 2-core Intel Xeon (avx2, avx512f, avx512_bf16, avx512_fp16,
-amx_bf16, amx_tile; `machine_info()` records them), no GPU, Keras 3.15.1,
+amx_bf16, amx_tile; `benchmarks/machine.py` records them), no GPU, Keras 3.15.1,
 TF 2.21, JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24.
 Tiny config, float32, one run (`--settings tiny32`), images/s:
 
@@ -60,12 +60,12 @@ Inductor): in float32 a step is about 540 ms, of which the matrix products
 attention forward and backward 55-60 ms, exact GELU (erf) forward and
 backward 73 ms, LayerNorm and residual kernels about 40 ms, the compiled
 AdamW 5 ms. 1.3x HF would need everything but the products in about 90 ms;
-GELU alone is 73, and it is bound by memory traffic (37 M activations a step,
-a read and a write each way). In bfloat16 a step is about 312 ms: products
+GELU alone is 73 (37 M activations a step; memory traffic is the likely
+bound, not measured). In bfloat16 a step is about 312 ms: products
 102 ms, attention's batched products 30 ms, GELU 62 ms (20%), softmax 19 ms.
 Tried, no gain beyond noise: Inductor's `max_autotune` with its C++ GEMM
 templates and fused epilogues (bfloat16 461 vs 433 img/s, float32 194 vs
-183-220; first step 133 s instead of 55-95 s); explicit attention products
+183-220; first step 133 s instead of 54-96 s); explicit attention products
 instead of the fused kernel in float32 (185-223 vs 195-220). Before the
 compiled step, Keras' own `torch.compile` of the whole `train_step` ran
 176.5 img/s (eager 191.7): it graph-broke 45 times (the seed generator,
@@ -105,13 +105,14 @@ behind in bfloat16 on this CPU.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
+
+from benchmarks.machine import machine_info  # noqa: E402
 
 SETTINGS = {
     "tiny32": dict(config="mae_vit_tiny_patch4", batch=128, image=32),
@@ -158,25 +159,6 @@ def peak_memory_mb(backend):
             return {"gpu": device.memory_stats()["peak_bytes_in_use"] / 2**20}
     scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
     return {"cpu_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20}
-
-
-def machine_info():
-    """The machine a table was measured on: platform, CPU model, its AVX-512/bf16/AMX flags, cores."""
-    model, flags = platform.processor() or "unknown", set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name":
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    except OSError:
-        pass
-    wanted = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
-    return {"platform": platform.platform(), "cpu": model, "cpus": os.cpu_count(),
-            "cpu_flags": [flag for flag in wanted if flag in flags],
-            "python": platform.python_version()}
 
 
 def keras_worker(setting, steps, warmup, variant, batch=None, precision="float32"):
