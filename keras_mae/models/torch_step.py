@@ -51,9 +51,9 @@ def make_compiled_train_function(model):
 
     compiled = torch.compile(forward_loss, fullgraph=True)
 
-    def update(gradients):
+    def update(gradients, weights):
         with torch.no_grad():
-            model.optimizer.apply(gradients, model.trainable_weights[:])
+            model.optimizer.apply(gradients, weights)
 
     compiled_update = torch.compile(update)
 
@@ -71,7 +71,8 @@ def make_compiled_train_function(model):
         keras_internals.loss_tracker(model).update_state(loss, sample_weight=batch)
         loss = model.optimizer.scale_loss(loss)
         loss.backward()
-        compiled_update([v.value.grad for v in model.trainable_weights])
+        weights = model.trainable_weights  # one walk of the layer tree a step
+        compiled_update([v.value.grad for v in weights], weights)
         return model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
 
     train_function.compiled_forward = compiled
