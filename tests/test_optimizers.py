@@ -401,3 +401,21 @@ def test_warmup_cosine_equals_keras_cosine_decay_and_takes_arrays():
     steps = np.arange(0, 1300, 7)
     np.testing.assert_allclose(_np(ours(steps)), [float(ours(int(s))) for s in steps],
                                rtol=0, atol=2e-9)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch.compile")
+def test_warmup_cosine_compiles_as_one_torch_graph_where_keras_cosine_decay_breaks():
+    # why the schedule is ours: the compiled PyTorch step's optimizer update stays one graph
+    import torch
+
+    ours = WarmupCosineDecay(2e-3, total_steps=1200, warmup_steps=100, min_lr=1e-5)
+    compiled = torch.compile(ours, fullgraph=True)
+    for step in (0.0, 50.0, 100.0, 700.0, 1300.0):
+        step = torch.tensor(step)
+        assert float(compiled(step)) == pytest.approx(float(ours(step)), abs=1e-12)
+    keras_schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, 1100, alpha=1e-5 / 2e-3, warmup_target=2e-3, warmup_steps=100)
+    # Keras' warmup branch is `ops.cond`, data-dependent control flow for Dynamo;
+    # when this stops raising, Keras' schedule can replace ours
+    with pytest.raises(Exception, match="[Dd]ata-dependent"):
+        torch.compile(keras_schedule, fullgraph=True)(torch.tensor(50.0))

@@ -68,12 +68,18 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     The values equal Keras' `CosineDecay(0.0, total_steps - warmup_steps,
     alpha=min_lr / peak_lr, warmup_target=peak_lr, warmup_steps=warmup_steps)`
-    (tested to 1e-6 of the peak). This class is kept for what Keras' lacks:
-    it evaluates an array of steps elementwise (Keras' branches with
-    `ops.cond`, which on JAX takes scalar steps only, so a whole schedule
-    cannot be plotted in one call), takes the MAE arguments (absolute
-    `min_lr`), and returns `min_lr` from `total_steps` on, also when
-    `warmup_steps == total_steps`.
+    (tested to 1e-6 of the peak). This class is kept for what Keras' lacks.
+    Keras' branches between warmup and decay with `ops.cond`, and ours
+    selects with `ops.where`:
+
+    - on PyTorch, Keras' branch is data-dependent control flow: under
+      `torch.compile` it breaks the optimizer update into 11 graphs (10
+      breaks), 3.65 ms against 1.75 ms for an AdamW update of 150 64x64
+      variables on a 2-core CPU, and `fullgraph=True` refuses it (tested);
+    - on JAX, `ops.cond` takes scalar steps only, so a whole schedule cannot
+      be evaluated (plotted) in one call; ours takes an array of steps;
+    - it takes the MAE arguments (absolute `min_lr`), and returns `min_lr`
+      from `total_steps` on, also when `warmup_steps == total_steps`.
 
     For an optimizer step `step` (0-based, as passed by Keras optimizers):
 
@@ -98,7 +104,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             Defaults to `0.0`.
 
     Returns:
-        Called with a scalar step, returns a scalar float32 tensor.
+        Called with a step, returns a float32 tensor of the step's shape
+        (a scalar step gives a scalar).
 
     Example:
 
