@@ -18,6 +18,9 @@ module imports on every backend.
 import contextlib
 import json
 import os
+import socket
+import sys
+import time
 
 import keras
 
@@ -292,11 +295,10 @@ def is_chief():
 def barrier(strategy=None):
     """Waits until every worker of a TensorFlow multi-worker strategy gets here.
 
-    Runs one all-reduce of the value 1 over all replicas. Call it before a
-    worker exits (after the chief's last write): a worker that leaves while
-    another still talks to it makes that one fail with "Collective ops is
-    aborted by: Socket closed". With other strategies, and on JAX and
-    PyTorch, it returns at once.
+    Runs one all-reduce of the value 1 over all replicas. Before a worker
+    exits, call `leave_together` instead: a barrier alone still lets one
+    worker leave while another waits for its last answer. With other
+    strategies, and on JAX and PyTorch, it returns at once.
 
     Args:
         strategy: what `get_strategy` returned.
@@ -307,8 +309,7 @@ def barrier(strategy=None):
 
     Example:
     ```python
-    _export(model, write_dir)
-    distribute.barrier(strategy)
+    distribute.barrier(strategy)  # every worker has finished its epoch
     ```
     """
     if keras.backend.backend() != "tensorflow" or strategy is None:
@@ -319,3 +320,96 @@ def barrier(strategy=None):
         return 1
     ones = strategy.run(lambda: tf.constant(1, tf.int32))
     return int(strategy.reduce(tf.distribute.ReduceOp.SUM, ones, axis=None).numpy())
+
+
+_LEAVE_KEY = "keras_mae/leave_together/{}"
+_leave_calls = [0]
+
+
+def leave_together(strategy=None, timeout=120.0):
+    """The last collective call of a TensorFlow worker: returns once it may exit.
+
+    A barrier is not enough before an exit. An all-reduce completes on one
+    worker while its last answer to another is still on the way; a worker
+    that exits then makes the other fail with "Collective ops is aborted by:
+    Socket closed". So after `barrier`:
+
+    - every worker but the chief waits until the chief says (through TF's
+      coordination service, which the chief hosts) that it is through the
+      barrier: from then on nobody waits for this worker's data, and it may
+      leave;
+    - the chief waits until every other worker's server port refuses
+      connections, that is, until their processes are gone, and leaves last.
+
+    With other strategies, a single worker, on JAX and on PyTorch, it returns
+    at once.
+
+    Args:
+        strategy: what `get_strategy` returned.
+        timeout: float, seconds the chief waits for the others, and the
+            others for the chief. Past it the chief writes a warning naming
+            the workers still there and returns; another worker raises.
+
+    Returns:
+        int: what `barrier` returned.
+
+    Example:
+    ```python
+    _export(model, write_dir)
+    distribute.leave_together(strategy)  # then return from main
+    ```
+    """
+    arrived = barrier(strategy)
+    peers = _other_workers()
+    if arrived <= 1 or not peers:
+        return arrived
+    from tensorflow.python.eager import context  # the coordination service's key-value store
+
+    _leave_calls[0] += 1
+    key = _LEAVE_KEY.format(_leave_calls[0])
+    if not is_chief():
+        context.context().get_config_key_value(key, timeout_in_ms=int(timeout * 1000))
+        return arrived
+    context.context().set_config_key_value(key, "through")
+    deadline = time.monotonic() + timeout
+    remaining = [address for address in peers if not wait_until_closed(address, deadline)]
+    if remaining:
+        print(f"keras_mae.distribute.leave_together: after {timeout:g} s, workers still "
+              f"running: {remaining}; the chief leaves anyway.", file=sys.stderr, flush=True)
+    return arrived
+
+
+def _other_workers():
+    """The `host:port` of every chief and worker task in `TF_CONFIG` but this one."""
+    config = _tf_config()
+    task = config.get("task") or {}
+    me = (task.get("type"), int(task.get("index", 0) or 0))
+    cluster = config.get("cluster") or {}
+    return [address for job in ("chief", "worker") for index, address in enumerate(cluster.get(job) or [])
+            if (job, index) != me]
+
+
+def wait_until_closed(address, deadline):
+    """Polls `host:port` until it refuses connections; False if `deadline` (monotonic s) passes first.
+
+    A refused or unreachable address counts as closed; a connection that is
+    accepted, or times out, as still open.
+
+    Example:
+    ```python
+    wait_until_closed("127.0.0.1:2222", time.monotonic() + 60)
+    ```
+    """
+    host, port = address.rsplit(":", 1)
+    host = host.strip("[]")
+    while True:
+        try:
+            with socket.create_connection((host, int(port)), timeout=1.0):
+                pass
+        except socket.timeout:
+            pass
+        except OSError:  # refused, or no route to the host: nothing listens there
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)

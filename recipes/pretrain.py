@@ -310,9 +310,9 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     if not os.path.exists(final_grid):
         recon.write(config.epochs)
     _export(model, write_dir)
-    # workers leave together: one that exits while the other still talks to it
-    # aborts the other's collectives ("Socket closed")
-    arrived = distribute.barrier(dist)
+    # workers leave together: one that exits while another still talks to it
+    # aborts the other's collectives ("Socket closed"); the chief leaves last
+    arrived = distribute.leave_together(dist)
     result = {"steps": total_steps, "seconds": round(time.time() - started, 1)}
     if arrived > 1:
         log(f"  barrier        {arrived} replicas finished")

@@ -11,6 +11,9 @@ Modes:
     jax_step              one SGD step with DataParallel on 2 host devices vs one device.
     pretrain_crash N ARGS recipes/pretrain.py ARGS, the process dying right after
                           global step N (no clean-up, as a kill).
+    leave_order           under MultiWorkerMirroredStrategy (TF_CONFIG): `leave_together`,
+                          then the other worker takes 2 s more to exit; reports when
+                          the chief returned and when the other one exited.
 """
 
 import json
@@ -163,7 +166,7 @@ def pretrain_crash(step, argv):
         if self.global_step >= step:
             # both workers die after the same step, neither while the other still
             # waits on it (that one would fail with "Socket closed" instead)
-            distribute.barrier(self.model.distribute_strategy)
+            distribute.leave_together(self.model.distribute_strategy)
             print(f"CRASH at step {self.global_step}", flush=True)
             os._exit(3)
 
@@ -171,11 +174,26 @@ def pretrain_crash(step, argv):
     return pretrain.main(argv)
 
 
+def leave_order():
+    import time
+
+    from keras_mae import distribute
+
+    strategy = distribute.get_strategy("multi_worker")
+    distribute.leave_together(strategy)
+    if distribute.is_chief():
+        report(chief=True, returned_at=time.time())
+    else:
+        time.sleep(2.0)  # a slow exit, which the chief has to outwait
+        report(chief=False, exiting_at=time.time())
+    return 0
+
+
 def main(argv):
     mode = argv[0]
     if mode == "pretrain_crash":
         return pretrain_crash(int(argv[1]), argv[2:])
-    {"tf_mirrored": tf_mirrored, "jax_step": jax_step}[mode]()
+    {"tf_mirrored": tf_mirrored, "jax_step": jax_step, "leave_order": leave_order}[mode]()
     return 0
 
 

@@ -11,6 +11,8 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import keras
 import numpy as np
@@ -187,23 +189,46 @@ def run_pair(command, tmp_path, name, timeout=300):
     return results
 
 
-TRANSPORT_FAILURE = "Socket closed"
+def test_wait_until_closed_returns_when_nothing_listens_any_more():
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    address = "127.0.0.1:%d" % server.getsockname()[1]
+    started = time.monotonic()
+    assert not distribute.wait_until_closed(address, time.monotonic() + 0.3)  # still listening
+    assert time.monotonic() - started >= 0.3
+    threading.Timer(0.5, server.close).start()
+    started = time.monotonic()
+    assert distribute.wait_until_closed(address, time.monotonic() + 30)
+    assert 0.4 <= time.monotonic() - started < 10
+
+
+def test_leave_together_returns_at_once_without_workers():
+    assert distribute.leave_together(None) == 1
+    assert distribute.leave_together(distribute.get_strategy("default")) == 1
+
+
+@tensorflow_only
+def test_multi_worker_chief_leaves_after_the_other_worker_is_gone(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    runs = run_pair([sys.executable, WORKER, "leave_order"], tmp_path, "leave", timeout=240)
+    results = {}
+    for code, log in runs:
+        lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
+        assert code == 0 and lines, log[-3000:]
+        result = json.loads(lines[-1][len("RESULT "):])
+        results[result["chief"]] = result
+    # the other worker took 2 s more to exit after `leave_together`; the chief waited for it
+    assert results[True]["returned_at"] > results[False]["exiting_at"]
 
 
 @pytest.fixture(scope="module")
 def multi_worker_run(tmp_path_factory):
     """Two workers crash right after step 3 (checkpoint at step 2), then the pair restarts.
 
-    Runs the whole scenario again, once, in a fresh folder when a worker lost
-    its gRPC connection on 127.0.0.1 ("Socket closed"): a transport failure
-    of the test machine, not of the recipe (the recipe and the crash both wait
-    at a barrier before a worker exits). Any other failure is kept.
+    Both runs end in `distribute.leave_together`; neither is retried.
     """
-    run = _multi_worker_scenario(tmp_path_factory.mktemp("multi_worker"))
-    logs = [log for code, log in run["crashed"] + run["restarted"] if code not in (0, 3)]
-    if any(TRANSPORT_FAILURE in log for log in logs):
-        run = _multi_worker_scenario(tmp_path_factory.mktemp("multi_worker_again"))
-    return run
+    return _multi_worker_scenario(tmp_path_factory.mktemp("multi_worker"))
 
 
 def _multi_worker_scenario(tmp_path):
