@@ -17,6 +17,22 @@ class TransformerBlock(keras.layers.Layer):
     (1e-6 in the official MAE, 1e-12 in the Hugging Face port) and optional
     stochastic depth on both residual branches.
 
+    On JAX and TensorFlow the two LayerNorms and the GELU are recomputed in
+    the backward pass (Keras' `RematScope`: "full" for the norms,
+    "activations" for `fc1`) instead of keeping their intermediates: XLA
+    kept three `(B * N, 4D)` tensors per block for the erf GELU and several
+    `(B, N, D)` ones per LayerNorm. Tiny config, batch 128, 2-core CPU,
+    runs alternated:
+
+    - JAX: XLA's buffers for the training step 9.77 -> 7.05 MiB per image,
+      steps of 1.14 and 1.20 s before, 1.11 and 1.12 s after;
+    - TensorFlow with XLA: peak memory 15.30 -> 5.25 MiB per image, steps
+      of 0.73 and 0.81 s before, 0.78 and 0.81 s after; without XLA the
+      step is 8% slower (1.18 and 1.23 s -> 1.30 and 1.31 s).
+
+    PyTorch's compiled step recomputes them on its own and its eager kernels
+    keep only their inputs, so there nothing is recomputed.
+
     Args:
         hidden_dim: int `D`.
         num_heads: int.
@@ -59,19 +75,22 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.seed = seed
         policy = self.dtype_policy
-        self.norm1 = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=policy, name="norm1"
-        )
+        with keras.RematScope(mode=_remat("full")):
+            self.norm1 = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=policy, name="norm1"
+            )
         self.attention = MultiHeadSelfAttention(
             hidden_dim, num_heads, dtype=policy, name="attention"
         )
-        self.norm2 = keras.layers.LayerNormalization(
-            epsilon=layer_norm_epsilon, dtype=policy, name="norm2"
-        )
+        with keras.RematScope(mode=_remat("full")):
+            self.norm2 = keras.layers.LayerNormalization(
+                epsilon=layer_norm_epsilon, dtype=policy, name="norm2"
+            )
         self.mlp_hidden_dim = int(hidden_dim * mlp_ratio)
-        self.fc1 = TokenDense(
-            self.mlp_hidden_dim, activation="gelu", dtype=policy, name="fc1"
-        )
+        with keras.RematScope(mode=_remat("activations")):
+            self.fc1 = TokenDense(
+                self.mlp_hidden_dim, activation="gelu", dtype=policy, name="fc1"
+            )
         self.fc2 = TokenDense(hidden_dim, dtype=policy, name="fc2")
         self.drop_path = DropPath(drop_path_rate, seed=seed, dtype=policy, name="drop_path")
 
@@ -103,3 +122,8 @@ class TransformerBlock(keras.layers.Layer):
             }
         )
         return config
+
+
+def _remat(mode):
+    """`mode` on JAX and TensorFlow, where it saves memory (see `TransformerBlock`); None on PyTorch."""
+    return mode if keras.backend.backend() in ("jax", "tensorflow") else None
