@@ -12,15 +12,28 @@ Usage: `python benchmarks/peak_memory.py [--settings tiny32,base224] [--output p
 
 Measured in one run (the machine and versions of `benchmarks/train_throughput.py`:
 2-core Intel Xeon with AVX-512/AMX; peak resident set size; 2 steps after 1
-warm-up; B = 128; PyTorch with `jit_compile=True`, the compiled step):
+warm-up; B = 128; PyTorch with `jit_compile=True`, the compiled step; on
+TensorFlow and JAX the blocks recompute their LayerNorms and GELU in the
+backward pass, see `keras_mae.layers.TransformerBlock`):
 
     setting   implementation           peak MiB  MiB/image  vs HF
-    tiny32    keras_mae/tensorflow         3686      14.91   2.42
-    tiny32    keras_mae/jax                2187       9.79   1.59
-    tiny32    keras_mae/torch              1667       4.50   0.73
-    tiny32    hf_transformers/torch        1941       6.17   1.00
+    tiny32    keras_mae/tensorflow         2511       5.33   1.03
+    tiny32    keras_mae/jax                1753       6.79   1.31
+    tiny32    keras_mae/torch              1657       5.13   0.99
+    tiny32    hf_transformers/torch        1924       5.19   1.00
 
-The same script before the compiled PyTorch step (eager PyTorch, AMD EPYC):
+The slope moves between runs by more than the differences here: HF gave
+5.19, 6.17 and 7.02 MiB/image in three runs that day, and JAX 6.64 against
+HF's 7.02 (0.95x) in another. XLA's own account of the JAX step is steadier:
+its buffers for the step are 7.05 MiB/image (9.77 before the recomputation).
+What remains there is the decoder's attention: XLA keeps three
+`(B, heads, N, N)` float32 tensors per block (the logits, the probabilities
+and their scaled copy), 0.84 MiB/image in all; recomputing the attention
+with `keras.remat`, or writing it as two einsums and a softmax, left XLA's
+buffers as they were.
+
+Before the recomputation: TensorFlow 14.91 and 15.30 MiB/image (2.42x HF),
+JAX 9.79 (1.59x). Before the compiled PyTorch step (eager PyTorch, AMD EPYC):
 PyTorch 7.79 MiB/image, 1.35x HF; ViT-B/16 (B = 16): TensorFlow 154.62,
 JAX 213.59, PyTorch 60.82, HF 90.36 MiB/image (0.67x for PyTorch).
 
