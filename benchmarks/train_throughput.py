@@ -26,33 +26,39 @@ unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA.
 Measured on a 2-core Intel Xeon (avx2, avx512f, avx512_bf16, avx512_fp16,
 amx_bf16, amx_tile; `benchmarks/machine.py` records them), no GPU, Keras 3.15.1,
 TF 2.21, JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24.
-Tiny config, float32, one run (`--settings tiny32`), images/s:
+Tiny config, float32, one run (`--settings tiny32`), images/s, with the
+blocks recomputing LayerNorm and GELU on TensorFlow and JAX
+(`keras_mae.layers.TransformerBlock`):
 
     implementation             variant          images/s   vs HF
-    keras_mae/tensorflow       visible_only       184.53    0.89
-    keras_mae/jax              visible_only       116.67    0.57
-    keras_mae/torch            visible_only       199.44    0.97
-    keras_mae/torch            keras_default      181.47    0.88
-    hf_transformers/torch      visible_only       206.28    1.00   (SDPA)
-    hf_transformers/torch      eager_attention    204.64    0.99
-    matmul_ceiling/tensorflow  visible_only       317.14    1.54
+    keras_mae/tensorflow       visible_only       160.24    0.95
+    keras_mae/jax              visible_only       111.81    0.66
+    keras_mae/torch            visible_only       174.48    1.04
+    keras_mae/torch            keras_default      148.89    0.88
+    hf_transformers/torch      visible_only       168.25    1.00   (SDPA)
+    hf_transformers/torch      eager_attention    167.07    0.99
+    matmul_ceiling/tensorflow  visible_only       262.49    1.56
 
-An earlier run of the same script that day, before `TokenDense`, gave
-PyTorch compiled 213.87 img/s = 1.06x HF (201.91), JAX 57.11 (0.28x).
 The same, bfloat16 (`--precision bfloat16`: Keras `mixed_bfloat16`, HF
 under `torch.autocast`), one run:
 
-    keras_mae/tensorflow       visible_only       142.81    0.42
-    keras_mae/jax              visible_only       104.54    0.31
-    keras_mae/torch            visible_only       410.15    1.20
-    keras_mae/torch            keras_default      292.59    0.85
-    hf_transformers/torch      visible_only       176.57    0.52   (SDPA)
-    hf_transformers/torch      eager_attention    342.38    1.00
-    matmul_ceiling/tensorflow  visible_only       826.91    2.42
+    keras_mae/tensorflow       visible_only       122.00    0.53
+    keras_mae/jax              visible_only        87.04    0.38
+    keras_mae/torch            visible_only       306.05    1.32
+    keras_mae/torch            keras_default      200.09    0.86
+    hf_transformers/torch      visible_only       141.02    0.61   (SDPA)
+    hf_transformers/torch      eager_attention    231.70    1.00
+    matmul_ceiling/tensorflow  visible_only       669.72    2.89
 
-(the earlier run: PyTorch compiled 419.41 = 1.16x HF's 360.32). Run to run
-the figures move by up to 10% on this shared machine; ratios are within
-one run.
+The machine ran slower that hour than in the runs before (HF 168 and 232
+img/s against 206 and 342), and the ratios are within one run. The run
+before, without the recomputation: float32 TensorFlow 184.53 (0.89),
+JAX 116.67 (0.57), PyTorch compiled 199.44 (0.97), HF 206.28; bfloat16
+TensorFlow 142.81 (0.42), JAX 104.54 (0.31), PyTorch compiled 410.15
+(1.20), HF 342.38. Earlier that day, before `TokenDense`: PyTorch compiled
+213.87 img/s = 1.06x HF (201.91) in float32, 419.41 = 1.16x (360.32) in
+bfloat16, JAX 57.11 (0.28x). Run to run the figures move by up to 10% on
+this shared machine, and by more from one hour to the next.
 
 What bounds PyTorch (torch.profiler over 3 compiled steps, kernel names from
 Inductor): in float32 a step is about 540 ms, of which the matrix products
