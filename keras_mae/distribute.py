@@ -16,6 +16,7 @@ module imports on every backend.
 """
 
 import contextlib
+import itertools
 import json
 import os
 import socket
@@ -161,6 +162,12 @@ def _tf_config():
         raise ValueError(f"TF_CONFIG is not valid JSON: {error}. Received: {text!r}") from error
 
 
+def _tf_task(config):
+    """`(type, index)` of this task in a parsed `TF_CONFIG`; `(None, 0)` when it names none."""
+    task = config.get("task") or {}
+    return task.get("type"), int(task.get("index", 0) or 0)
+
+
 def scope(strategy=None):
     """The context in which to build and compile a model for `strategy`.
 
@@ -281,8 +288,7 @@ def is_chief():
         return jax.process_index() == 0
     if backend == "tensorflow":
         config = _tf_config()
-        task = config.get("task") or {}
-        task_type, index = task.get("type"), int(task.get("index", 0) or 0)
+        task_type, index = _tf_task(config)
         if not task_type:
             return True
         if task_type == "chief":
@@ -323,7 +329,7 @@ def barrier(strategy=None):
 
 
 _LEAVE_KEY = "keras_mae/leave_together/{}"
-_leave_calls = [0]
+_leave_calls = itertools.count(1)  # the same sequence on every worker
 
 
 def leave_together(strategy=None, timeout=120.0):
@@ -365,8 +371,7 @@ def leave_together(strategy=None, timeout=120.0):
         return arrived
     from tensorflow.python.eager import context  # the coordination service's key-value store
 
-    _leave_calls[0] += 1
-    key = _LEAVE_KEY.format(_leave_calls[0])
+    key = _LEAVE_KEY.format(next(_leave_calls))
     if not is_chief():
         context.context().get_config_key_value(key, timeout_in_ms=int(timeout * 1000))
         return arrived
@@ -382,8 +387,7 @@ def leave_together(strategy=None, timeout=120.0):
 def _other_workers():
     """The `host:port` of every chief and worker task in `TF_CONFIG` but this one."""
     config = _tf_config()
-    task = config.get("task") or {}
-    me = (task.get("type"), int(task.get("index", 0) or 0))
+    me = _tf_task(config)
     cluster = config.get("cluster") or {}
     return [address for job in ("chief", "worker") for index, address in enumerate(cluster.get(job) or [])
             if (job, index) != me]
