@@ -101,11 +101,12 @@ PyTorch step):
     JAX x2.85 (121%)
 
 The matrix-product ceiling (`benchmarks/matmul_ceiling.py`) runs the step's
-products alone, with and without XLA, and keeps the faster. In the runs
-above XLA's bfloat16 products ran slower than its float32 ones (177 vs 237
-GFLOP/s), while oneDNN's, without XLA, ran 736 GFLOP/s in bfloat16 (AMX),
-2.6x their 282 in float32: that is why TensorFlow and JAX, both on XLA, fall
-behind in bfloat16 on this CPU.
+products alone, with and without XLA, and keeps the faster. In the tables
+above XLA's bfloat16 products ran slower than its float32 ones (143 vs 195
+GFLOP/s; 177 vs 237 in the run before), while oneDNN's, without XLA, ran
+596 GFLOP/s in bfloat16 (AMX), 2.5x their 234 in float32 (736 and 282 in
+the run before): that is why TensorFlow and JAX, both on XLA, fall behind
+in bfloat16 on this CPU.
 """
 
 import argparse

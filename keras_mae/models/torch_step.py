@@ -10,9 +10,10 @@ with `fullgraph=True`, whose backward AOTAutograd compiles as well; the
 optimizer update is Keras' own, compiled on its own (graph breaks in a
 user's optimizer are allowed there; the recipes' AdamW has none).
 
-Measured (tiny config, batch 128, 2-core CPU, one run): 199.4 img/s against
-181.5 for eager PyTorch in float32, 410.2 against 292.6 in bfloat16; peak
-memory 4.50 MiB per image, 0.73x Hugging Face's. The first step compiles
+Measured (tiny config, batch 128, 2-core CPU, two runs an hour apart):
+199.4 and 174.5 img/s against 181.5 and 148.9 for eager PyTorch in float32,
+410.2 and 306.1 against 292.6 and 200.1 in bfloat16; peak memory 4.50 and
+5.13 MiB per image, 0.73x and 0.99x Hugging Face's. The first step compiles
 for 25-100 s on that CPU. A compiled `fit` (2 epochs, tiny model) gave the
 eager losses within 1e-5 and weights within 1e-4.
 
