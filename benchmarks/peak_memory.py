@@ -27,8 +27,9 @@ The slope moves between runs by more than the differences here: HF gave
 HF's 7.02 (0.95x) in another. XLA's own account of the JAX step is steadier:
 its buffers for the step are 7.05 MiB/image (9.77 before the recomputation).
 What remains there is the decoder's attention: XLA keeps three
-`(B, heads, N, N)` float32 tensors per block (the logits, the probabilities
-and their scaled copy), 0.84 MiB/image in all; recomputing the attention
+`(B, heads, N, N)` float32 tensors per block (a product's output and two
+elementwise fusions of it, in XLA's buffer assignment), 0.84 MiB/image in
+all; recomputing the attention
 with `keras.remat`, or writing it as two einsums and a softmax, left XLA's
 buffers as they were.
 
