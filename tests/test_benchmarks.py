@@ -1,6 +1,9 @@
 """Smoke tests for the benchmark helpers (timings are never asserted)."""
 
 import json
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -161,6 +164,53 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     flags = open("/proc/cpuinfo").read().split()
     assert report["machine"]["cpu"] and report["machine"]["cpus"] >= 1
     assert ("avx512_bf16" in report["machine"]["cpu_flags"]) == ("avx512_bf16" in flags)
+
+
+def test_heap_kept_variant_runs_its_worker_with_glibc_malloc_kept(monkeypatch):
+    seen = []
+
+    def fake_run(cmd, env, **kwargs):
+        seen.append(env)
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"impl": "keras_mae/jax"}\n', stderr="")
+
+    for name in train_throughput.HEAP_KEPT_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(train_throughput.subprocess, "run", fake_run)
+    assert train_throughput.run_job(("jax", "tiny32", "heap_kept"), 1, 1, 10) == {"impl": "keras_mae/jax"}
+    train_throughput.run_job(("jax", "tiny32", "visible_only"), 1, 1, 10)
+    kept, plain = seen
+    assert kept["KERAS_BACKEND"] == plain["KERAS_BACKEND"] == "jax"
+    assert {name: kept[name] for name in train_throughput.HEAP_KEPT_ENV} == train_throughput.HEAP_KEPT_ENV
+    assert not set(train_throughput.HEAP_KEPT_ENV) & set(plain)
+
+
+# an XLA:CPU program with a 98 MiB temporary buffer, allocated at every call
+_FRESH_TEMPORARY = """
+import resource, jax, jax.numpy as jnp
+x, w = jnp.ones((8192, 1024)), jnp.ones((1024, 1024))
+f = jax.jit(lambda x, w: jnp.sum(jnp.cumsum(jax.lax.erf(x @ w) @ w, axis=0)))
+f(x, w).block_until_ready()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    f(x, w).block_until_ready()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+def test_heap_kept_env_stops_most_page_faults_of_xla_cpu_temporaries():
+    def faults_per_call(extra_env):
+        env = {k: v for k, v in os.environ.items() if k not in train_throughput.HEAP_KEPT_ENV}
+        env.update(JAX_PLATFORMS="cpu", **extra_env)
+        out = subprocess.run([sys.executable, "-c", _FRESH_TEMPORARY], env=env, capture_output=True,
+                             text=True, timeout=300, check=True)
+        return int(out.stdout.split()[-1])
+
+    plain = faults_per_call({})
+    kept = faults_per_call(train_throughput.HEAP_KEPT_ENV)
+    # glibc maps the buffer afresh at every call: more faults than its 4 KiB pages would make half of
+    assert plain > 12_500, plain
+    assert kept < plain / 2, (kept, plain)
 
 
 def test_augment_comparison_runs_every_candidate():
