@@ -21,7 +21,9 @@ On a GPU every implementation runs on it (Hugging Face moved with `.to("cuda")`)
 
 The PyTorch rows use `jit_compile=True`, the MAE's own compiled step
 (`keras_mae.models.torch_step`); "keras_default" is what `compile` does
-unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA.
+unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA;
+"heap_kept" is JAX with glibc's malloc kept on its heap (`HEAP_KEPT_ENV`,
+why below).
 
 Measured on a 2-core Intel Xeon (avx2, avx512f, avx512_bf16, avx512_fp16,
 amx_bf16, amx_tile; `benchmarks/machine.py` records them), no GPU, Keras 3.15.1,
@@ -31,34 +33,40 @@ blocks recomputing LayerNorm and GELU on TensorFlow and JAX
 (`keras_mae.layers.TransformerBlock`):
 
     implementation             variant          images/s   vs HF
-    keras_mae/tensorflow       visible_only       160.24    0.95
-    keras_mae/jax              visible_only       111.81    0.66
-    keras_mae/torch            visible_only       174.48    1.04
-    keras_mae/torch            keras_default      148.89    0.88
-    hf_transformers/torch      visible_only       168.25    1.00   (SDPA)
-    hf_transformers/torch      eager_attention    167.07    0.99
-    matmul_ceiling/tensorflow  visible_only       262.49    1.56
+    keras_mae/tensorflow       visible_only       145.60    0.96
+    keras_mae/jax              visible_only        99.84    0.66
+    keras_mae/jax              heap_kept          117.39    0.78
+    keras_mae/torch            visible_only       148.85    0.98
+    keras_mae/torch            keras_default      138.91    0.92
+    hf_transformers/torch      visible_only       148.22    0.98   (SDPA)
+    hf_transformers/torch      eager_attention    151.41    1.00
+    matmul_ceiling/tensorflow  visible_only       230.27    1.52
 
 The same, bfloat16 (`--precision bfloat16`: Keras `mixed_bfloat16`, HF
 under `torch.autocast`), one run:
 
-    keras_mae/tensorflow       visible_only       122.00    0.53
-    keras_mae/jax              visible_only        87.04    0.38
-    keras_mae/torch            visible_only       306.05    1.32
-    keras_mae/torch            keras_default      200.09    0.86
-    hf_transformers/torch      visible_only       141.02    0.61   (SDPA)
-    hf_transformers/torch      eager_attention    231.70    1.00
-    matmul_ceiling/tensorflow  visible_only       669.72    2.89
+    keras_mae/tensorflow       visible_only       107.72    0.44
+    keras_mae/jax              visible_only        86.86    0.36
+    keras_mae/jax              heap_kept           82.96    0.34
+    keras_mae/torch            visible_only       329.97    1.35
+    keras_mae/torch            keras_default      217.50    0.89
+    hf_transformers/torch      visible_only       133.23    0.55   (SDPA)
+    hf_transformers/torch      eager_attention    244.29    1.00
+    matmul_ceiling/tensorflow  visible_only       716.80    2.93
 
-The machine ran slower that hour than in the runs before (HF 168 and 232
-img/s against 206 and 342), and the ratios are within one run. The run
-before, without the recomputation: float32 TensorFlow 184.53 (0.89),
-JAX 116.67 (0.57), PyTorch compiled 199.44 (0.97), HF 206.28; bfloat16
-TensorFlow 142.81 (0.42), JAX 104.54 (0.31), PyTorch compiled 410.15
-(1.20), HF 342.38. Earlier that day, before `TokenDense`: PyTorch compiled
-213.87 img/s = 1.06x HF (201.91) in float32, 419.41 = 1.16x (360.32) in
-bfloat16, JAX 57.11 (0.28x). Run to run the figures move by up to 10% on
-this shared machine, and by more from one hour to the next.
+The machine ran slower that hour than in the runs before (HF 151 and 244
+img/s), and the ratios are within one run. The run before, an hour
+earlier with the same code: float32 TensorFlow 160.24 (0.95), JAX 111.81
+(0.66), PyTorch compiled 174.48 (1.04), HF 168.25, products alone 1.56x;
+bfloat16 TensorFlow 122.00 (0.53), JAX 87.04 (0.38), PyTorch compiled
+306.05 (1.32), HF 231.70, products alone 2.89x. Before the recomputation:
+float32 TensorFlow 184.53 (0.89), JAX 116.67 (0.57), PyTorch compiled
+199.44 (0.97), HF 206.28; bfloat16 TensorFlow 142.81 (0.42), JAX 104.54
+(0.31), PyTorch compiled 410.15 (1.20), HF 342.38. Earlier that day,
+before `TokenDense`: PyTorch compiled 213.87 img/s = 1.06x HF (201.91) in
+float32, 419.41 = 1.16x (360.32) in bfloat16, JAX 57.11 (0.28x). Run to
+run the figures move by up to 10% on this shared machine, and by more
+from one hour to the next.
 
 What bounds PyTorch (torch.profiler over 3 compiled steps, kernel names from
 Inductor): in float32 a step is about 540 ms, of which the matrix products
@@ -66,8 +74,12 @@ Inductor): in float32 a step is about 540 ms, of which the matrix products
 attention forward and backward 55-60 ms, exact GELU (erf) forward and
 backward 73 ms, LayerNorm and residual kernels about 40 ms, the compiled
 AdamW 5 ms. 1.3x HF would need everything but the products in about 90 ms;
-GELU alone is 73 (37 M activations a step; memory traffic is the likely
-bound, not measured). In bfloat16 a step is about 312 ms: products
+GELU alone is 73 (37 M activations a step). The same compiled kernel on
+one warm (8320, 512) float32 tensor took 1.51 ms forward and 4.24 ms
+forward and backward, about half its rate inside the step, and cheaper
+arithmetic did not help it: the tanh form took 4.15 / 9.00 ms and an
+erf by Abramowitz-Stegun 7.1.26 (within 1.4e-6) 1.96 / 5.47 ms, so in the
+step it waits on memory. In bfloat16 a step is about 312 ms: products
 102 ms, attention's batched products 30 ms, GELU 62 ms (20%), softmax 19 ms.
 Tried, no gain beyond noise: Inductor's `max_autotune` with its C++ GEMM
 templates and fused epilogues (bfloat16 461 vs 433 img/s, float32 194 vs
@@ -90,15 +102,61 @@ blocks x 130 ms, fused by XLA), and two XLA:CPU costs show alone:
     # Dense(512, activation="gelu") on (128, 65, 128): 21.2 ms, without the GELU 3.7 ms
     MultiHeadSelfAttention(128, 4) on (128, 65, 128): forward 10.6 ms, gradient 56.6 ms
 
-ViT-B/16, an earlier run of the same script (AMD EPYC, before the compiled
-PyTorch step):
+XLA's own trace of the step (`XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true`
+under `jax.profiler`, 3 steps, tiny config, batch 128): of 1.09-1.15 s of
+kernels a step, the products (YNNPACK fusions) took 704-724 ms, the exact
+GELU (its forward, its recomputation and its backward) about 120 ms, the
+AdamW update about 15 ms. A third XLA:CPU cost is the allocator, and it
+shows alone. XLA:CPU allocates a program's temporaries as one buffer at
+every call, glibc's malloc maps a buffer that large afresh each time and
+unmaps it after, and the kernel zeroes each page on its first touch:
 
-    base224  keras_mae/tensorflow     visible_only                2.84   1.05
-    base224  keras_mae/jax            visible_only                1.45   0.54
-    base224  keras_mae/torch          visible_only                2.54   0.94
-    base224  hf_transformers/torch    visible_only                2.69   1.00
-    asymmetric saving, ViT-B/16: TensorFlow step time x2.37 for FLOPs x2.35 (101%),
-    JAX x2.85 (121%)
+    x, w = jnp.ones((8192, 1024)), jnp.ones((1024, 1024))
+    f = jax.jit(lambda x, w: jnp.sum(jnp.cumsum(jax.lax.erf(x @ w) @ w, axis=0)))
+    # a 98 MiB temporary: 33,310 page faults a call (ru_minflt); with HEAP_KEPT_ENV 7,990
+
+The training step's buffer is 898 MiB: 254,700-255,200 page faults and
+0.38-0.43 s of system CPU time a step (TensorFlow's allocator keeps its
+memory: no faults). `HEAP_KEPT_ENV` (one malloc arena, no mmap, no trim)
+keeps it on glibc's heap: 134-288 faults, 0.02-0.03 s, and steps of
+0.97-0.98 s against 1.00-1.08 s (three pairs of runs alternated, 3-9%
+faster; 18% in the table's run). In bfloat16 the faults go too (218,000
+a step to 0-153) but the time does not: steps of 1.35 and 1.55 s against
+1.41 and 1.44 s, and 82.96 against 86.86 img/s in the table; the user
+CPU time rises by about what the system time falls, so the threads that
+faulted were mostly not on the step's critical path there. The
+"heap_kept" rows run JAX so. Huge pages for malloc
+(`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) cut the faults to 707 but not
+the zeroing (0.51 s of system time). XLA flags tried on the step, one run
+each against 1.03-1.13 s: `--xla_cpu_prefer_vector_width=512`,
+`--xla_cpu_use_onednn=true`, `--xla_cpu_use_xnnpack=true`,
+`--xla_cpu_enable_fast_math=true`, `--xla_cpu_use_thunk_runtime=false`,
+and YNNPACK off (`--xla_cpu_experimental_ynn_fusion_type=`, Eigen's
+products, with or without oneDNN or XNNPACK fusions) all ran 1.02-1.12 s;
+slower were `--xla_cpu_use_fusion_emitters=false` (1.22 s), XNNPACK's
+greedy graph fusion (1.20 s) and YNNPACK's element-wise fusions
+(`=dot,eltwise`: 1.52-1.68 s).
+
+ViT-B/16, batch 16, float32, one run (`--settings base224`) on the Intel
+Xeon above, with the compiled PyTorch step and the recomputing blocks
+(images/s, vs HF, peak resident memory in MiB):
+
+    keras_mae/tensorflow       visible_only             3.54    0.80   5143
+    keras_mae/jax              visible_only             2.92    0.66   4970
+    keras_mae/torch            visible_only             4.45    1.00   4064
+    keras_mae/torch            keras_default            3.80    0.85   4435
+    hf_transformers/torch      visible_only             4.45    1.00   4046   (SDPA)
+    hf_transformers/torch      eager_attention          3.95    0.89   4620
+    matmul_ceiling/tensorflow  visible_only             4.26    0.96
+    asymmetric saving: TensorFlow step time x2.19 for FLOPs x2.35 (93%),
+    JAX x2.58 (110%)
+
+At this size the step is its products: PyTorch runs at 104% of the
+products-alone figure (which times them under TensorFlow, slower than
+PyTorch's oneDNN here), and the memory of one process with the model,
+AdamW's state and batch 16 is PyTorch's and HF's within 0.5%. An earlier
+run on an AMD EPYC, before the compiled PyTorch step, gave TensorFlow 2.84
+(1.05x), JAX 1.45 (0.54x), PyTorch 2.54 (0.94x), HF 2.69.
 
 The matrix-product ceiling (`benchmarks/matmul_ceiling.py`) runs the step's
 products alone, with and without XLA, and keeps the faster. In the tables
