@@ -135,7 +135,10 @@ and YNNPACK off (`--xla_cpu_experimental_ynn_fusion_type=`, Eigen's
 products, with or without oneDNN or XNNPACK fusions) all ran 1.02-1.12 s;
 slower were `--xla_cpu_use_fusion_emitters=false` (1.22 s), XNNPACK's
 greedy graph fusion (1.20 s) and YNNPACK's element-wise fusions
-(`=dot,eltwise`: 1.52-1.68 s).
+(`=dot,eltwise`: 1.52-1.68 s). Attention as two head-major einsums
+(`(B, H, N, d)`, transposed before) instead of `jax.nn.dot_product_attention`
+gave the same losses and steps of 1.18-1.21 s against 1.15-1.26 s (four
+pairs alternated, 2.5% on average, within the noise), so it was not taken.
 
 ViT-B/16, batch 16, float32, one run (`--settings base224`) on the Intel
 Xeon above, with the compiled PyTorch step and the recomputing blocks
