@@ -197,7 +197,16 @@ print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) // 5)
 """
 
 
+def _huge_pages_always():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return "[always]" in f.read()
+    except OSError:
+        return False
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc settings")
+@pytest.mark.skipif(_huge_pages_always(), reason="2 MiB pages by default: few faults either way")
 def test_heap_kept_env_stops_most_page_faults_of_xla_cpu_temporaries():
     def faults_per_call(extra_env):
         env = {k: v for k, v in os.environ.items() if k not in train_throughput.HEAP_KEPT_ENV}
