@@ -122,10 +122,9 @@ keeps it on glibc's heap: 134-288 faults, 0.02-0.03 s, and steps of
 0.97-0.98 s against 1.00-1.08 s (three pairs of runs alternated, 3-9%
 faster; 18% in the table's run). In bfloat16 the faults go too (218,000
 a step to 0-153) but the time does not: steps of 1.35 and 1.55 s against
-1.41 and 1.44 s, and 82.96 against 86.86 img/s in the table; the user
-CPU time rises by about what the system time falls, so the threads that
-faulted were mostly not on the step's critical path there. The
-"heap_kept" rows run JAX so. Huge pages for malloc
+1.41 and 1.44 s, and 82.96 against 86.86 img/s in the table, while the
+user CPU time rose by about what the system time fell. The "heap_kept"
+rows run JAX so. Huge pages for malloc
 (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`) cut the faults to 707 but not
 the zeroing (0.51 s of system time). XLA flags tried on the step, one run
 each against 1.03-1.13 s: `--xla_cpu_prefer_vector_width=512`,
