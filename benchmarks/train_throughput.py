@@ -76,10 +76,11 @@ backward 73 ms, LayerNorm and residual kernels about 40 ms, the compiled
 AdamW 5 ms. 1.3x HF would need everything but the products in about 90 ms;
 GELU alone is 73 (37 M activations a step). The same compiled kernel on
 one warm (8320, 512) float32 tensor took 1.51 ms forward and 4.24 ms
-forward and backward, about half its rate inside the step, and cheaper
-arithmetic did not help it: the tanh form took 4.15 / 9.00 ms and an
-erf by Abramowitz-Stegun 7.1.26 (within 1.4e-6) 1.96 / 5.47 ms, so in the
-step it waits on memory. In bfloat16 a step is about 312 ms: products
+forward and backward, twice its rate inside the step, and other
+arithmetic was no faster: the tanh form took 4.15 / 9.00 ms and an erf by
+Abramowitz-Stegun 7.1.26 (within 1.4e-6) 1.96 / 5.47 ms. The step's
+inputs to it come from memory rather than cache, the likely difference
+(memory traffic not counted). In bfloat16 a step is about 312 ms: products
 102 ms, attention's batched products 30 ms, GELU 62 ms (20%), softmax 19 ms.
 Tried, no gain beyond noise: Inductor's `max_autotune` with its C++ GEMM
 templates and fused epilogues (bfloat16 461 vs 433 img/s, float32 194 vs
@@ -106,7 +107,7 @@ XLA's own trace of the step (`XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true`
 under `jax.profiler`, 3 steps, tiny config, batch 128): of 1.09-1.15 s of
 kernels a step, the products (YNNPACK fusions) took 704-724 ms, the exact
 GELU (its forward, its recomputation and its backward) about 120 ms, the
-AdamW update about 15 ms. A third XLA:CPU cost is the allocator, and it
+AdamW update's two largest fusions 15 ms. A third XLA:CPU cost is the allocator, and it
 shows alone. XLA:CPU allocates a program's temporaries as one buffer at
 every call, glibc's malloc maps a buffer that large afresh each time and
 unmaps it after, and the kernel zeroes each page on its first touch:
@@ -154,8 +155,8 @@ Xeon above, with the compiled PyTorch step and the recomputing blocks
     JAX x2.58 (110%)
 
 At this size the step is its products: PyTorch runs at 104% of the
-products-alone figure (which times them under TensorFlow, slower than
-PyTorch's oneDNN here), and the memory of one process with the model,
+products-alone figure (which times them under TensorFlow, so PyTorch's
+own products are the faster here), and the memory of one process with the model,
 AdamW's state and batch 16 is PyTorch's and HF's within 0.5%. An earlier
 run on an AMD EPYC, before the compiled PyTorch step, gave TensorFlow 2.84
 (1.05x), JAX 1.45 (0.54x), PyTorch 2.54 (0.94x), HF 2.69.
