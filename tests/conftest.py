@@ -18,6 +18,27 @@ def to_numpy(x):
     return keras.ops.convert_to_numpy(x)
 
 
+def gradients_of_weighted_sum(fn, inputs, weights):
+    """`d sum(fn(*inputs) * weights) / d inputs` as numpy arrays, on the running backend."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        grads = jax.grad(lambda *xs: (fn(*xs) * weights).sum(), argnums=tuple(range(len(inputs))))
+        return [np.asarray(g) for g in grads(*inputs)]
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        xs = [tf.constant(x) for x in inputs]
+        with tf.GradientTape() as tape:
+            tape.watch(xs)
+            value = tf.reduce_sum(fn(*xs) * weights)
+        return [tf.convert_to_tensor(g).numpy() for g in tape.gradient(value, xs)]
+    xs = [torch.tensor(x, requires_grad=True) for x in inputs]
+    (fn(*xs) * torch.tensor(weights)).sum().backward()
+    return [x.grad.numpy() for x in xs]
+
+
 def tiny_mae(**overrides):
     """A 32 px MAE small enough for a CPU test: 2 encoder blocks, 1 decoder block."""
     config = dict(

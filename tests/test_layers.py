@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import random_noise, to_numpy
+from conftest import gradients_of_weighted_sum, random_noise, to_numpy
 from keras_mae import layers
 
 
@@ -142,6 +142,21 @@ def test_explicit_attention_equals_fused_attention():
     np.testing.assert_allclose(explicit[1, :, 2], weights @ v[1, :, 2], atol=1e-5)
 
 
+def test_attention_keeping_weights_has_the_gradient_of_explicit_attention():
+    from keras_mae.layers.attention import attention_keeping_weights, explicit_attention
+
+    rng = np.random.RandomState(2)
+    q, k, v = (rng.randn(2, 11, 3, 8).astype("float32") for _ in range(3))
+    upstream = rng.randn(2, 11, 3, 8).astype("float32")
+    np.testing.assert_allclose(to_numpy(attention_keeping_weights(q, k, v)),
+                               to_numpy(explicit_attention(q, k, v)), atol=1e-6)
+    written = gradients_of_weighted_sum(attention_keeping_weights, [q, k, v], upstream)
+    derived = gradients_of_weighted_sum(explicit_attention, [q, k, v], upstream)
+    for name, a, b in zip("qkv", written, derived):
+        assert np.abs(b).max() > 0.1, name
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5, err_msg=name)
+
+
 def test_attention_path_choice_and_bfloat16_output():
     from keras_mae.layers import attention
 
@@ -150,6 +165,7 @@ def test_attention_path_choice_and_bfloat16_output():
     torch_cpu = keras.backend.backend() == "torch"  # the suite runs on CPU
     assert attention._explicit_is_faster(x16) == torch_cpu
     assert not attention._explicit_is_faster(x32)
+    assert attention._keep_weights_only() == (keras.backend.backend() == "jax")
     layer = layers.MultiHeadSelfAttention(16, 4)
     layer.build((2, 9, 16))
     mixed = layers.MultiHeadSelfAttention(16, 4, dtype="mixed_bfloat16")

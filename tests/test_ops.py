@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from conftest import to_numpy
+from conftest import gradients_of_weighted_sum, to_numpy
 from keras_mae import ops as mae_ops
 
 
@@ -86,3 +86,17 @@ def test_masked_patch_loss_is_official_formula_and_ignores_visible():
 def test_to_pair_rejects(bad):
     with pytest.raises(ValueError, match="image_size"):
         mae_ops.to_pair(bad)
+
+
+def test_gather_tokens_is_a_per_sample_row_gather_with_scatter_add_gradient():
+    rng = np.random.RandomState(0)
+    tokens = rng.randn(3, 7, 5).astype("float32")
+    ids = np.array([[6, 0, 3, 3], [1, 2, 4, 5], [0, 0, 0, 6]], "int32")  # repeats add up
+    out = to_numpy(mae_ops.gather_tokens(tokens, ids))
+    np.testing.assert_array_equal(out, np.take_along_axis(tokens, ids[:, :, None], axis=1))
+    weights = rng.randn(3, 4, 5).astype("float32")
+    expected = np.zeros_like(tokens)
+    for b in range(3):
+        np.add.at(expected[b], ids[b], weights[b])
+    (grad,) = gradients_of_weighted_sum(lambda t: mae_ops.gather_tokens(t, ids), [tokens], weights)
+    np.testing.assert_allclose(grad, expected, rtol=1e-6, atol=1e-6)

@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mae import ops as mae_ops
+
 
 def validate_mask_ratio(mask_ratio, num_patches=None):
     """Checks `0 <= mask_ratio < 1` and that a visible patch remains."""
@@ -123,7 +125,7 @@ class RandomMasking(keras.layers.Layer):
         return tf.random.stateless_uniform((batch, num_tokens), seed=seed, dtype="float32")
 
     def call(self, tokens, noise=None, mask_ratio=None):
-        num_tokens, dim = tokens.shape[1], tokens.shape[2]
+        num_tokens = tokens.shape[1]
         keep = self.num_kept(num_tokens, mask_ratio)
         batch = ops.shape(tokens)[0]
         if noise is None:
@@ -141,8 +143,7 @@ class RandomMasking(keras.layers.Layer):
                 )
         ids_shuffle = ops.cast(ops.argsort(noise, axis=1), "int32")
         ids_restore = ops.cast(ops.argsort(ids_shuffle, axis=1), "int32")
-        ids_keep = ops.broadcast_to(ids_shuffle[:, :keep, None], (batch, keep, dim))
-        visible = ops.take_along_axis(tokens, ids_keep, axis=1)
+        visible = mae_ops.gather_tokens(tokens, ids_shuffle[:, :keep])
         mask = ops.cast(ops.greater_equal(ids_restore, keep), tokens.dtype)
         return visible, mask, ids_restore
 

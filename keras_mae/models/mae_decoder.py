@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_mae import ops as mae_ops
 from keras_mae.layers import SinCosPositionEmbedding, TokenDense, TransformerBlock
 
 
@@ -118,11 +119,7 @@ class MAEDecoder(keras.layers.Layer):
             ops.cast(self.mask_token, x.dtype), (batch, num_removed, self.hidden_dim)
         )
         shuffled = ops.concatenate([x[:, 1:], mask_tokens], axis=1)
-        index = ops.broadcast_to(
-            ops.cast(ids_restore, "int32")[:, :, None],
-            (batch, self.num_patches, self.hidden_dim),
-        )
-        patches = self.position_embedding(ops.take_along_axis(shuffled, index, axis=1))
+        patches = self.position_embedding(mae_ops.gather_tokens(shuffled, ids_restore))
         x = ops.concatenate([x[:, :1] + self.position_embedding.cls_row, patches], axis=1)
         for block in self.blocks:
             x = block(x, training=training)
