@@ -26,12 +26,24 @@ The slope moves between runs by more than the differences here: HF gave
 5.19, 6.17 and 7.02 MiB/image in three runs that day, and JAX 6.64 against
 HF's 7.02 (0.95x) in another. XLA's own account of the JAX step is steadier:
 its buffers for the step are 7.05 MiB/image (9.77 before the recomputation).
-What remains there is the decoder's attention: XLA keeps three
+What remained there was the decoder's attention: XLA kept three
 `(B, heads, N, N)` float32 tensors per block (a product's output and two
 elementwise fusions of it, in XLA's buffer assignment), 0.84 MiB/image in
-all; recomputing the attention
-with `keras.remat`, or writing it as two einsums and a softmax, left XLA's
-buffers as they were.
+all; recomputing the attention with `keras.remat`, or writing it as two
+einsums and a softmax, left XLA's buffers as they were. Writing its
+backward pass out so that it keeps only the weights
+(`keras_mae.layers.attention.attention_keeping_weights`, JAX on a CPU),
+and gathering the visible and unshuffled tokens as rows
+(`keras_mae.ops.gather_tokens`; `take_along_axis` with broadcast indices
+kept a `(B, K, D, 3)` int32 index tensor, 12 MiB for the unshuffle) took
+XLA's buffers for the step from 942.1 to 844.1 MB, 7.02 -> 6.29
+MiB/image. With both, one run on a 2-core AMD EPYC (AVX-512, no AMX):
+
+    setting   implementation           peak MiB  MiB/image  vs HF
+    tiny32    keras_mae/tensorflow         2567       5.69   0.93
+    tiny32    keras_mae/jax                1660       5.26   0.86
+    tiny32    keras_mae/torch              1651       4.20   0.69
+    tiny32    hf_transformers/torch        1911       6.13   1.00
 
 Before the recomputation: TensorFlow 14.91 and 15.30 MiB/image (2.42x HF),
 JAX 9.79 (1.59x). Before the compiled PyTorch step (eager PyTorch, AMD EPYC):

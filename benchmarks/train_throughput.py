@@ -25,6 +25,28 @@ unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA;
 "heap_kept" is JAX with glibc's malloc kept on its heap (`HEAP_KEPT_ENV`,
 why below).
 
+Tiny config, float32, one run (`--settings tiny32`) on a 2-core AMD EPYC
+(avx2, avx512f, avx512_bf16; no AMX), the same versions, with the row
+gather of `keras_mae.ops.gather_tokens` and JAX's attention gradient
+that keeps only the weights (`attention_keeping_weights`):
+
+    implementation             variant          images/s   vs HF
+    keras_mae/tensorflow       visible_only       141.13    1.26
+    keras_mae/jax              visible_only       101.63    0.91
+    keras_mae/jax              heap_kept          139.59    1.25
+    keras_mae/torch            visible_only       101.31    0.91
+    keras_mae/torch            keras_default      133.94    1.20
+    hf_transformers/torch      visible_only       106.24    0.95   (SDPA)
+    hf_transformers/torch      eager_attention    111.93    1.00
+    matmul_ceiling/tensorflow  visible_only       197.78    1.77
+
+There the compiled PyTorch step ran slower than eager PyTorch (not
+profiled on that CPU), and keeping glibc's heap made JAX 1.37x faster.
+The JAX changes, in pairs of runs alternated on that machine (one
+process each, 10 steps): the row gather and the attention together
+gave steps of 1.20, 1.19 and 1.31 s against 1.28, 1.37 and 1.24 s and
+the same losses; XLA's buffers for the step 942.1 -> 844.1 MB.
+
 Measured on a 2-core Intel Xeon (avx2, avx512f, avx512_bf16, avx512_fp16,
 amx_bf16, amx_tile; `benchmarks/machine.py` records them), no GPU, Keras 3.15.1,
 TF 2.21, JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.24.
@@ -139,6 +161,24 @@ greedy graph fusion (1.20 s) and YNNPACK's element-wise fusions
 (`(B, H, N, d)`, transposed before) instead of `jax.nn.dot_product_attention`
 gave the same losses and steps of 1.18-1.21 s against 1.15-1.26 s (four
 pairs alternated, 2.5% on average, within the noise), so it was not taken.
+A fourth XLA:CPU cost shows alone: a batched product runs on one core.
+
+    q = k = jnp.ones((128, 4, 65, 32))   # the decoder's (B, heads, N, d)
+    jax.jit(lambda q, k: jnp.einsum("bhqd,bhkd->bhqk", q, k))(q, k)
+    # 4.0-4.3 ms, 32-36 GFLOP/s, user CPU time equal to wall time, with
+    # YNNPACK, Eigen or oneDNN alike; PyTorch's bmm: 4.40 ms on one thread,
+    # 2.37 ms on two; split into 2, 4 or 8 products: 4.4-5.3 ms
+
+The step has six such products per block (two forward, four backward).
+
+The heap settings were also tried from inside the process (glibc's
+`mallopt` through ctypes, the same three settings) and not taken: before
+any other import they gave 0 faults and steps of 1.07-1.18 s against
+1.29 and 1.32 s (AMD EPYC), but after the first step they changed nothing,
+and after `import keras_mae` they removed only 37-45% of the 98 MiB
+temporary's faults in two of nine test processes: threads that have
+allocated keep their own arenas. Environment variables at the process's
+start are the reliable form.
 
 ViT-B/16, batch 16, float32, one run (`--settings base224`) on the Intel
 Xeon above, with the compiled PyTorch step and the recomputing blocks
