@@ -178,7 +178,8 @@ any other import they gave 0 faults and steps of 1.07-1.18 s against
 and after `import keras_mae` they removed only 37-45% of the 98 MiB
 temporary's faults in two of nine test processes: threads that have
 allocated keep their own arenas. Environment variables at the process's
-start are the reliable form.
+start are the reliable form, and the recipes on JAX restart themselves
+once with them (`recipes.common.restart_with_heap_kept`).
 
 ViT-B/16, batch 16, float32, one run (`--settings base224`) on the Intel
 Xeon above, with the compiled PyTorch step and the recomputing blocks
@@ -221,6 +222,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.machine import machine_info  # noqa: E402
+# glibc's malloc kept on its heap, the recipes' setting on JAX: the "heap_kept" variant
+from recipes.common import HEAP_KEPT_ENV  # noqa: E402
 
 SETTINGS = {
     "tiny32": dict(config="mae_vit_tiny_patch4", batch=128, image=32),
@@ -230,11 +233,6 @@ SETTINGS = {
 }
 
 
-# glibc's malloc kept on its heap (one arena, no mmap, no trim): XLA:CPU allocates a
-# step's temporary buffer afresh each step, which glibc otherwise maps and unmaps
-# (see the module docstring); the "heap_kept" variant runs JAX with it
-HEAP_KEPT_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
-                 "MALLOC_TRIM_THRESHOLD_": str(64 * 2**30)}
 
 
 def median(values):

@@ -34,7 +34,8 @@ if __package__ in (None, ""):
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
                             load_encoder, load_sources, parse_jit_compile, report,
-                            validate_common, verbosity, warmup_cosine, write_atomic)
+                            restart_with_heap_kept, validate_common, verbosity, warmup_cosine,
+                            write_atomic)
 from recipes.flags import build_parser, resolve_config  # noqa: E402
 
 
@@ -189,4 +190,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    restart_with_heap_kept()
     sys.exit(main())

@@ -31,7 +31,8 @@ from recipes.classify_configs import ProbeConfig, get_probe_config  # noqa: E402
 from recipes.flags import build_parser, resolve_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
                             image_side, load_encoder, load_sources, parse_jit_compile, report,
-                            validate_common, verbosity, warmup_cosine, write_atomic)
+                            restart_with_heap_kept, validate_common, verbosity, warmup_cosine,
+                            write_atomic)
 
 # ----------------------------------------------------------------------------
 # Probe
@@ -170,4 +171,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    restart_with_heap_kept()
     sys.exit(main())

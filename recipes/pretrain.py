@@ -41,7 +41,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.common import check_output_dir, parse_jit_compile, save_atomic, write_atomic  # noqa: E402
+from recipes.common import (check_output_dir, parse_jit_compile, restart_with_heap_kept,  # noqa: E402
+                            save_atomic, write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 
 
@@ -355,4 +356,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    restart_with_heap_kept()
     sys.exit(main())
