@@ -40,8 +40,11 @@ that keeps only the weights (`attention_keeping_weights`):
     hf_transformers/torch      eager_attention    111.93    1.00
     matmul_ceiling/tensorflow  visible_only       197.78    1.77
 
-There the compiled PyTorch step ran slower than eager PyTorch (not
-profiled on that CPU), and keeping glibc's heap made JAX 1.37x faster.
+In that run the compiled PyTorch step ran slower than eager PyTorch; a
+pair rerun after it gave the compiled step 1.24 s and eager 1.29 s, and
+torch.profiler put the matrix products (`aten::mm`, `aten::addmm`) at
+0.80 s of each, so the products bound PyTorch there. Keeping glibc's heap
+made JAX 1.37x faster.
 The JAX changes, in pairs of runs alternated on that machine (one
 process each, 10 steps): the row gather and the attention together
 gave steps of 1.20, 1.19 and 1.31 s against 1.28, 1.37 and 1.24 s and
