@@ -3,19 +3,26 @@
 Lists every matrix multiplication of one training step of a
 `MaskedAutoencoder` at the step's own shapes (each forward product, and for
 each the two products of the backward pass: the input and the weight
-gradients), runs them in one compiled TensorFlow function, with XLA and
-without it (where TensorFlow calls oneDNN), and reports the images/s of a step
-that did nothing else. A real step also runs norms, softmax, GELU, the masking
+gradients), runs them all, and reports the images/s of a step that did
+nothing else. A real step also runs norms, softmax, GELU, the masking
 gathers and the optimizer update, so no implementation of the same model in the
-same precision beats this figure on the same machine: a throughput target
-above it cannot be met by software.
+same precision and with the same product kernels beats this figure on the same
+machine: a throughput target above the fastest backend's figure cannot be met
+by these libraries.
 
 The products sum to `benchmarks.flops.mae_train_flops` exactly (checked in
 tests/test_benchmarks.py).
 
-Usage: `KERAS_BACKEND=tensorflow python benchmarks/matmul_ceiling.py
+Each backend runs the products its own way (`VARIANTS`): TensorFlow with
+XLA and without it (where it calls oneDNN), keeping the faster; JAX under
+`jax.jit`; PyTorch eagerly (`mm`/`bmm`, the kernels its compiled step calls).
+A backend's figure bounds that backend's step; the fastest of the three
+bounds any implementation on the machine.
+
+Usage: `KERAS_BACKEND=jax python benchmarks/matmul_ceiling.py
 [--config mae_vit_tiny_patch4] [--batch 128] [--dtype float32]`; prints one
-JSON line. `benchmarks/train_throughput.py` runs it next to the training steps.
+JSON line. `benchmarks/train_throughput.py` runs it on each backend next to
+the training steps.
 
 Measured: see the table in `benchmarks/train_throughput.py`.
 """
@@ -67,44 +74,86 @@ def product_flops(products):
     return sum(2 * count * m * k * n for count, m, k, n in products)
 
 
-def time_products(products, dtype="float32", jit_compile=True, repeats=5):
-    """Median seconds of running all `products` once, in one `tf.function`."""
+def product_operands(products, dtype="float32", seed=0):
+    """Random operands `[(a, b)]` for `products`, `a`: `(count, m, k)`, `b`: `(count, k, n)`, as backend tensors."""
+    import keras
     import numpy as np
-    import tensorflow as tf
 
-    rng = np.random.RandomState(0)
-    operands = [(tf.constant(rng.rand(count, m, k).astype("float32"), dtype),
-                 tf.constant(rng.rand(count, k, n).astype("float32"), dtype))
-                for count, m, k, n in products]
+    rng = np.random.RandomState(seed)
+    return [(keras.ops.cast(rng.rand(count, m, k).astype("float32"), dtype),
+             keras.ops.cast(rng.rand(count, k, n).astype("float32"), dtype))
+            for count, m, k, n in products]
 
-    @tf.function(jit_compile=jit_compile)
+
+def products_function(jit_compile=True):
+    """`run(operands) -> [a @ b, ...]` on the Keras backend of this process.
+
+    TensorFlow: one `tf.function`, with XLA or without it (oneDNN's products on
+    a CPU). JAX: one `jax.jit` (XLA; `jit_compile` must be True). PyTorch: eager
+    `torch.matmul` (`mm`/`bmm`, the kernels its compiled training step calls
+    for the products; `jit_compile` must be False).
+    """
+    import keras
+
     def run(operands):
-        return [tf.matmul(a, b) for a, b in operands]
+        return [keras.ops.matmul(a, b) for a, b in operands]
 
-    run(operands)
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.function(run, jit_compile=jit_compile)
+    if (backend == "jax") != bool(jit_compile):
+        raise ValueError(f"jit_compile={jit_compile!r} on {backend}: JAX's products run compiled "
+                         f"(True), PyTorch's eager (False)")
+    if backend == "jax":
+        import jax
+
+        return jax.jit(run)
+    return run
+
+
+def time_products(products, dtype="float32", jit_compile=True, repeats=5):
+    """Median seconds of running all `products` once (`products_function`), outputs read back."""
+    operands = product_operands(products, dtype)
+    run = products_function(jit_compile)
+    import keras
+
+    keras.ops.convert_to_numpy(run(operands)[-1])
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         outputs = run(operands)
-        _ = outputs[-1].numpy()
+        keras.ops.convert_to_numpy(outputs[-1])
         times.append(time.perf_counter() - start)
     return sorted(times)[len(times) // 2]
 
 
+# how each backend runs the products: the variants `ceiling` times, by jit_compile
+VARIANTS = {"tensorflow": {"xla": True, "no_xla": False}, "jax": {"xla": True},
+            "torch": {"eager": False}}
+
+
 def ceiling(config_name, batch, dtype="float32", encoder_tokens=None):
-    """images/s of a step made only of its matrix products, with and without XLA."""
+    """images/s of a step made only of its matrix products, on this process' Keras backend.
+
+    Times each of the backend's `VARIANTS` and reports the fastest as the
+    result's `step_s` and `images_per_s`.
+    """
+    import keras
+
     import keras_mae
 
+    backend = keras.backend.backend()
     model = keras_mae.models.build(config_name)
     products = step_products(model, batch, encoder_tokens)
-    result = {"impl": "matmul_ceiling/tensorflow", "config": config_name, "batch": batch,
+    result = {"impl": f"matmul_ceiling/{backend}", "config": config_name, "batch": batch,
               "dtype": dtype, "train_gflops_per_image": product_flops(products) / batch / 1e9}
-    for jit in (True, False):
+    for name, jit in VARIANTS[backend].items():
         seconds = time_products(products, dtype, jit)
-        result["xla" if jit else "no_xla"] = {
-            "step_s": seconds, "images_per_s": batch / seconds,
-            "gflops_per_s": product_flops(products) / seconds / 1e9}
-    best = max(result["xla"], result["no_xla"], key=lambda r: r["images_per_s"])
+        result[name] = {"step_s": seconds, "images_per_s": batch / seconds,
+                        "gflops_per_s": product_flops(products) / seconds / 1e9}
+    best = max((result[name] for name in VARIANTS[backend]), key=lambda r: r["images_per_s"])
     result.update(step_s=best["step_s"], images_per_s=best["images_per_s"])
     return result
 

@@ -56,23 +56,41 @@ def test_matmul_ceiling_products_sum_to_the_flop_count():
             assert matmul_ceiling.product_flops(products) == batch * mae_train_flops(model, tokens)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="the ceiling runs TensorFlow ops (a subprocess in the benchmark)")
-def test_matmul_ceiling_times_the_products_of_a_tiny_step():
+def test_matmul_ceiling_runs_the_listed_products_on_this_backend():
     products = matmul_ceiling.step_products(tiny_mae(), 2)
-    for jit in (True, False):
+    operands = matmul_ceiling.product_operands(products)
+    for jit in matmul_ceiling.VARIANTS[keras.backend.backend()].values():
+        outputs = matmul_ceiling.products_function(jit)(operands)
+        assert len(outputs) == len(products)
+        for (count, m, k, n), (a, b), out in zip(products, operands, outputs):
+            assert to_numpy(out).shape == (count, m, n)
+            np.testing.assert_allclose(to_numpy(out), np.matmul(to_numpy(a), to_numpy(b)),
+                                       rtol=1e-5, atol=1e-5)
         assert matmul_ceiling.time_products(products, jit_compile=jit, repeats=1) > 0
 
 
-def test_matmul_ceiling_reports_the_faster_of_xla_and_no_xla(monkeypatch):
-    seconds = {True: 2.0, False: 0.5}  # XLA slower, as on a CPU in bfloat16
+def test_matmul_ceiling_refuses_a_mode_its_backend_does_not_run():
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        pytest.skip("TensorFlow runs the products with and without XLA")
+    with pytest.raises(ValueError, match=f"jit_compile={backend != 'jax'} on {backend}"):
+        matmul_ceiling.products_function(jit_compile=backend != "jax")
+
+
+def test_matmul_ceiling_reports_the_fastest_of_its_backends_variants(monkeypatch):
+    seconds = {True: 2.0, False: 0.5}  # on TensorFlow XLA slower, as on a CPU in bfloat16
     monkeypatch.setattr(matmul_ceiling, "time_products",
                         lambda products, dtype, jit: seconds[jit])
     result = matmul_ceiling.ceiling("mae_vit_tiny_patch4", 128)
     flops = 128 * mae_train_flops(keras_mae.models.mae_vit_tiny_patch4())
-    assert result["xla"]["images_per_s"] == 64.0 and result["no_xla"]["images_per_s"] == 256.0
-    assert result["images_per_s"] == 256.0 and result["step_s"] == 0.5
-    assert result["no_xla"]["gflops_per_s"] == flops / 0.5 / 1e9
+    backend = keras.backend.backend()
+    assert result["impl"] == f"matmul_ceiling/{backend}"
+    expected = {"tensorflow": {"xla": 64.0, "no_xla": 256.0}, "jax": {"xla": 64.0},
+                "torch": {"eager": 256.0}}[backend]
+    assert {name: result[name]["images_per_s"] for name in expected} == expected
+    assert result["images_per_s"] == max(expected.values())
+    assert result["step_s"] == 128 / max(expected.values())
+    assert result[next(iter(expected))]["gflops_per_s"] == flops / (128 / expected[next(iter(expected))]) / 1e9
 
 
 def test_peak_memory_reads_this_process():
@@ -130,15 +148,18 @@ def test_hugging_face_worker_runs_under_autocast(one_block_setting):
 
 
 def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_path, capsys):
-    rows = {"tensorflow": 300.0, "jax": 100.0, "torch": 150.0, "hf": 200.0, "ceiling": 400.0}
+    rows = {"tensorflow": 300.0, "jax": 100.0, "torch": 150.0, "hf": 200.0,
+            "ceiling/tensorflow": 400.0, "ceiling/jax": 200.0, "ceiling/torch": 300.0}
+    jobs = []
 
     def fake_run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
         impl, setting, variant = job
-        name = {"hf": "hf_transformers/torch", "ceiling": "matmul_ceiling/tensorflow"}.get(
-            impl, f"keras_mae/{impl}")
+        jobs.append(job)
+        name = {"hf": "hf_transformers/torch"}.get(impl, f"keras_mae/{impl}").replace(
+            "keras_mae/ceiling/", "matmul_ceiling/")
         speed = rows[impl] + (50.0 if variant == "eager_attention" else 0.0)
         result = {"impl": name, "setting": setting, "variant": variant, "images_per_s": speed}
-        if impl not in ("hf", "ceiling"):
+        if impl != "hf" and not impl.startswith("ceiling/"):
             result["train_gflops_per_image"] = 0.5
         return result
 
@@ -152,8 +173,19 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     # the reference is Hugging Face's faster attention (here the eager one, 250 img/s)
     assert summary["tiny32_fastest_keras_over_hf"] == {
         "backend": "keras_mae/tensorflow", "ratio": 1.2, "hf_attention": "eager_attention"}
+    # the products alone on every backend, JAX's with glibc's heap kept; the fastest bounds the machine
+    assert {job for job in jobs if job[0].startswith("ceiling/")} == {
+        ("ceiling/tensorflow", "tiny32", "visible_only"), ("ceiling/torch", "tiny32", "visible_only"),
+        ("ceiling/jax", "tiny32", "heap_kept")}
     assert summary["tiny32_matmul_ceiling"] == {"ceiling_over_hf": 1.6,
-                                                "fastest_keras_fraction_of_ceiling": 0.75}
+                                                "fastest_keras_fraction_of_ceiling": 0.75,
+                                                "backend": "matmul_ceiling/tensorflow"}
+    # each row against its own backend's products: Hugging Face against PyTorch's
+    fractions = summary["tiny32_fraction_of_own_products"]
+    assert fractions["keras_mae/jax/visible_only"] == 0.5
+    assert fractions["keras_mae/tensorflow/visible_only"] == 0.75
+    assert fractions["hf_transformers/torch/eager_attention"] == 250.0 / 300.0
+    assert fractions["keras_mae/torch/keras_default"] == 0.5
     by_impl = {r["impl"]: r for r in report["results"]}
     # 0.5 GFLOP per image x 300 img/s = 0.15 TFLOP/s = 30% of 0.5; HF counted with the same model FLOPs
     assert abs(by_impl["keras_mae/tensorflow"]["mfu"] - 0.3) < 1e-12
@@ -182,6 +214,21 @@ def test_heap_kept_variant_runs_its_worker_with_glibc_malloc_kept(monkeypatch):
     assert kept["KERAS_BACKEND"] == plain["KERAS_BACKEND"] == "jax"
     assert {name: kept[name] for name in train_throughput.HEAP_KEPT_ENV} == train_throughput.HEAP_KEPT_ENV
     assert not set(train_throughput.HEAP_KEPT_ENV) & set(plain)
+
+
+def test_each_job_runs_on_its_own_backend(monkeypatch):
+    seen = []
+
+    def fake_run(cmd, env, **kwargs):
+        seen.append((env.get("KERAS_BACKEND"), cmd[cmd.index("--worker") + 1]))
+        return subprocess.CompletedProcess(cmd, 0, stdout='{"impl": "x"}\n', stderr="")
+
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setattr(train_throughput.subprocess, "run", fake_run)
+    for impl in ("tensorflow", "jax", "ceiling/tensorflow", "ceiling/jax", "ceiling/torch", "hf"):
+        train_throughput.run_job((impl, "tiny32", "visible_only"), 1, 1, 10)
+    assert seen == [("tensorflow", "tensorflow"), ("jax", "jax"), ("tensorflow", "ceiling/tensorflow"),
+                    ("jax", "ceiling/jax"), ("torch", "ceiling/torch"), (None, "hf")]
 
 
 # an XLA:CPU program with a 98 MiB temporary buffer, allocated at every call
