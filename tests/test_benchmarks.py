@@ -198,6 +198,38 @@ def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_pa
     assert ("avx512_bf16" in report["machine"]["cpu_flags"]) == ("avx512_bf16" in flags)
 
 
+def test_throughput_rounds_report_each_jobs_median_round(monkeypatch, tmp_path):
+    calls = {}
+
+    def fake_run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
+        impl, setting, variant = job
+        calls[job] = calls.get(job, 0) + 1
+        if impl == "jax" and variant == "visible_only" and calls[job] == 2:
+            return {"impl": "jax", "setting": setting, "variant": variant, "error": "timeout 10s"}
+        # rounds 1, 2, 3 at 100, 300, 200 img/s times a per-implementation factor
+        speed = {1: 100.0, 2: 300.0, 3: 200.0}[calls[job]] * (2.0 if impl == "tensorflow" else 1.0)
+        name = {"hf": "hf_transformers/torch"}.get(impl, f"keras_mae/{impl}").replace(
+            "keras_mae/ceiling/", "matmul_ceiling/")
+        return {"impl": name, "setting": setting, "variant": variant, "images_per_s": speed,
+                "step_s": 1.0 / speed}
+
+    monkeypatch.setattr(train_throughput, "run_job", fake_run_job)
+    output = tmp_path / "tp.json"
+    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--settings", "tiny32", "--rounds", "3",
+                                     "--output", str(output)])
+    assert train_throughput.main() == 0
+    assert set(calls.values()) == {3}
+    report = json.load(open(output))
+    rows = {(r["impl"], r["variant"]): r for r in report["results"]}
+    tf = rows[("keras_mae/tensorflow", "visible_only")]
+    assert tf["images_per_s"] == 400.0 and tf["step_s"] == 1 / 400.0 and tf["round"] == 2
+    assert tf["rounds_images_per_s"] == [200.0, 600.0, 400.0]
+    # a failed round is left out: the median of the two others (the upper one)
+    assert rows[("keras_mae/jax", "visible_only")]["rounds_images_per_s"] == [100.0, 200.0]
+    assert rows[("keras_mae/jax", "visible_only")]["images_per_s"] == 200.0
+    assert report["summary"]["tiny32_fastest_keras_over_hf"]["ratio"] == 2.0
+
+
 def test_heap_kept_variant_runs_its_worker_with_glibc_malloc_kept(monkeypatch):
     seen = []
 
