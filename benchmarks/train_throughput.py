@@ -15,7 +15,7 @@ Usage: `python benchmarks/train_throughput.py [--quick] [--settings tiny32,base2
 [--precision float32|bfloat16] [--peak-tflops T] [--rounds N] [--output train_throughput.json]`
 (`--quick`: fewer steps and the small config only, for a smoke test;
 `--rounds N`: the whole job list N times over, each job's median round
-reported with all N figures, since one job's figure moved by up to 20%
+reported with all N figures, since one job's figure moved by up to 28%
 between runs on a shared 2-core machine;
 `--precision bfloat16`: Keras `mixed_bfloat16` next to Hugging Face under
 `torch.autocast`; `--peak-tflops`: the chip's peak in that precision, e.g.
@@ -28,26 +28,100 @@ unasked (Keras' "auto": eager PyTorch). TensorFlow and JAX run XLA;
 "heap_kept" is JAX with glibc's malloc kept on its heap (`HEAP_KEPT_ENV`,
 why below).
 
-Tiny config, float32, one run (`--settings tiny32`) on a 2-core AMD EPYC
-(avx2, avx512f, avx512_bf16; no AMX), the same versions, with the row
-gather of `keras_mae.ops.gather_tokens` and JAX's attention gradient
-that keeps only the weights (`attention_keeping_weights`):
+Tiny config, float32, three rounds (`--settings tiny32 --rounds 3`) on a
+2-core AMD EPYC (avx2, avx512f, avx512_bf16; no AMX), Keras 3.15.1, TF
+2.21, JAX 0.10.2, torch 2.13.0+cpu with 2 threads, transformers 5.25;
+each row the median round, "own products" the row against the matrix
+products alone on its own backend (`benchmarks/matmul_ceiling.py`;
+Hugging Face against PyTorch's):
 
-    implementation             variant          images/s   vs HF
-    keras_mae/tensorflow       visible_only       141.13    1.26
-    keras_mae/jax              visible_only       101.63    0.91
-    keras_mae/jax              heap_kept          139.59    1.25
-    keras_mae/torch            visible_only       101.31    0.91
-    keras_mae/torch            keras_default      133.94    1.20
-    hf_transformers/torch      visible_only       106.24    0.95   (SDPA)
-    hf_transformers/torch      eager_attention    111.93    1.00
-    matmul_ceiling/tensorflow  visible_only       197.78    1.77
+    implementation             variant          images/s   vs HF   own products   rounds
+    keras_mae/tensorflow       visible_only       146.20    1.28        73%       146.2 132.0 146.3
+    keras_mae/jax              visible_only       100.75    0.88        67%       100.7  90.5 115.9
+    keras_mae/jax              heap_kept          114.82    1.00        76%       114.8 122.4 111.3
+    keras_mae/torch            visible_only       127.18    1.11        81%       127.2 110.9 141.5
+    keras_mae/torch            keras_default      109.97    0.96        70%       110.0 122.1 101.0
+    hf_transformers/torch      visible_only       114.05    1.00        73%       114.0 105.8 127.2  (SDPA)
+    hf_transformers/torch      eager_attention    114.28    1.00        73%       107.5 117.8 114.3
+    matmul_ceiling/tensorflow  visible_only       201.34    1.76                  172.6 201.3 204.4
+    matmul_ceiling/torch       visible_only       156.38    1.37                  155.8 156.4 165.8
+    matmul_ceiling/jax         heap_kept          151.24    1.32                  151.2 136.3 164.6
 
-In that run the compiled PyTorch step ran slower than eager PyTorch; a
-pair rerun after it gave the compiled step 1.24 s and eager 1.29 s, and
-torch.profiler put the matrix products (`aten::mm`, `aten::addmm`) at
-0.80 s of each, so the products bound PyTorch there. Keeping glibc's heap
-made JAX 1.37x faster.
+Within each round TensorFlow ran 1.28x, 1.12x and 1.15x Hugging Face's
+faster attention. Two single runs that afternoon, the same code, gave
+1.30x (TensorFlow 158.4, HF 122.3) and 1.04x (PyTorch compiled 134.0,
+TensorFlow 131.9, HF 129.4): one job's figure moved by up to 28% between
+runs (JAX 115.9 and 90.5 img/s), hence the rounds. PyTorch's products
+alone (the BLAS behind `mm`, MKL in this build) ran 0.78x TensorFlow's
+here, and they bound Hugging Face and our PyTorch step alike; XLA in JAX
+0.10 (YNNPACK's products) ran them at 0.82x TensorFlow's XLA (151.2
+against 184.8 img/s, the median rounds; TensorFlow's figure is its
+faster variant, oneDNN without XLA, 201.3).
+
+The same CPU, bfloat16 (`--precision bfloat16`), one run:
+
+    implementation             variant          images/s   vs HF   own products
+    keras_mae/tensorflow       visible_only       122.89    0.59    33% (76% of XLA's)
+    keras_mae/jax              visible_only        86.18    0.41    51%
+    keras_mae/jax              heap_kept           99.48    0.48    58%
+    keras_mae/torch            visible_only       236.73    1.14    74%
+    keras_mae/torch            keras_default      225.12    1.08    70%
+    hf_transformers/torch      visible_only       112.76    0.54    35%   (SDPA)
+    hf_transformers/torch      eager_attention    208.39    1.00    65%
+    matmul_ceiling/tensorflow  visible_only       374.16    1.80
+    matmul_ceiling/torch       visible_only       320.57    1.54
+    matmul_ceiling/jax         heap_kept          170.53    0.82
+
+TensorFlow's products ran 374.2 img/s with oneDNN and 162.6 with XLA,
+which is what its step runs. This CPU has bfloat16 dot-product
+instructions and no matrix unit, and PyTorch's own products alone ran
+1.54x Hugging Face's step: 1.5x HF would leave the compiled step 10 ms
+a step outside them. torch.profiler over 3 compiled steps (0.55 s each)
+put the products at 332 ms a step (`mm` 239, `addmm` 63, `bmm` 30) and
+Inductor's fused kernels (norms, GELU, softmax, residuals, the AdamW
+update) at 134 ms. TensorFlow without XLA (Keras' default on a CPU,
+oneDNN's products) ran 112.1 img/s against 107.4 with XLA in one pair,
+both below its float32 step.
+
+Against the CPU targets, on this CPU: float32 1.3x HF, the fastest
+backend (TensorFlow) reached 1.28x in the medians and 1.12-1.28x within
+a round, at 73% of its own products alone (1.76x HF); bfloat16 1.5x HF,
+1.14x (PyTorch, 74% of its products alone, which run 1.54x HF) on a CPU
+without a bfloat16 matrix unit, and 1.32-1.35x on the Intel Xeon with
+AMX below (profile there); JAX 0.88x HF, 1.00x with the heap kept (it
+was 0.26-0.45x), the rest XLA:CPU's (reproductions below); peak memory
+per image at or below HF's on every backend (`benchmarks/peak_memory.py`).
+
+XLA's trace of the JAX step on this CPU (heap kept, 3 steps,
+`XLA_FLAGS=--xla_cpu_enable_xprof_traceme=true` under `jax.profiler`):
+1,145 ms of kernels a step, of which YNNPACK's product fusions 889 ms,
+where the same products alone took 692 ms that hour. One product shows
+the gap: the decoder's `fc2` input gradient, a plain (8320, 128) x
+(128, 512) product in a fusion of its own, took 12.4-13.2 ms in each of
+the four blocks and 6.5 ms alone. The kernels add up to more than
+the step's 1,068 ms of execution, so XLA:CPU ran some of them at the
+same time, sharing the two cores; why that product took twice as long
+was not traced further. The weight-gradient products (`x^T g`) ran at
+91-135 GFLOP/s alone against 151-190 for the forward shapes, and
+materialising `x^T` first (behind `lax.optimization_barrier`) was up to
+25% faster alone on 6 of 7 of the step's shapes; not tried in the step.
+Tried in the step and not taken: the exact GELU written as PyTorch
+computes it, `x * 0.5 * (1 + erf(x / sqrt(2)))` (JAX's own takes erfc
+and both branches), ran 1.41 against 4.78 ms forward alone on a
+(8320, 768) float32 tensor, equally close to PyTorch's values (1.2e-6),
+but the step took 1.050 and 0.985 s against 1.052 and 1.002 s in two
+pairs; `jax.nn.dot_product_attention` instead of
+`attention_keeping_weights`, two models in one process with their steps
+alternated, 24 each: medians 0.943 against 0.929 s, so the attention
+that keeps less memory stays.
+
+An earlier one-run table on an AMD EPYC, the same code: TensorFlow
+141.13 img/s (1.26x), JAX 101.63 (0.91), JAX heap kept 139.59 (1.25),
+PyTorch compiled 101.31 (0.91), Keras' default PyTorch 133.94 (1.20),
+HF 106.24 (SDPA) and 111.93 (eager), products alone under TensorFlow
+197.78 (1.77). A pair rerun after it gave the compiled PyTorch step
+1.24 s and eager 1.29 s, with the products (`aten::mm`, `aten::addmm`)
+0.80 s of each in torch.profiler.
 The JAX changes, in pairs of runs alternated on that machine (one
 process each, 10 steps): the row gather and the attention together
 gave steps of 1.20, 1.19 and 1.31 s against 1.28, 1.37 and 1.24 s and
@@ -209,8 +283,9 @@ run on an AMD EPYC, before the compiled PyTorch step, gave TensorFlow 2.84
 (1.05x), JAX 1.45 (0.54x), PyTorch 2.54 (0.94x), HF 2.69.
 
 The matrix-product ceiling (`benchmarks/matmul_ceiling.py`) runs the step's
-products alone, with and without XLA, and keeps the faster. In the tables
-above XLA's bfloat16 products ran slower than its float32 ones (143 vs 195
+products alone on each backend; on TensorFlow with and without XLA,
+keeping the faster (the Intel Xeon tables ran it on TensorFlow only). In
+the Intel Xeon tables XLA's bfloat16 products ran slower than its float32 ones (143 vs 195
 GFLOP/s; 177 vs 237 in the run before), while oneDNN's, without XLA, ran
 596 GFLOP/s in bfloat16 (AMX), 2.5x their 234 in float32 (736 and 282 in
 the run before): that is why TensorFlow and JAX, both on XLA, fall behind
