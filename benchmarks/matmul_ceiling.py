@@ -7,8 +7,8 @@ gradients), runs them all, and reports the images/s of a step that did
 nothing else. A real step also runs norms, softmax, GELU, the masking
 gathers and the optimizer update, so no implementation of the same model in the
 same precision and with the same product kernels beats this figure on the same
-machine: a throughput target above the fastest backend's figure cannot be met
-by these libraries.
+machine: a throughput above the fastest backend's figure cannot be reached
+with these libraries.
 
 The products sum to `benchmarks.flops.mae_train_flops` exactly (checked in
 tests/test_benchmarks.py).
@@ -16,8 +16,8 @@ tests/test_benchmarks.py).
 Each backend runs the products its own way (`VARIANTS`): TensorFlow with
 XLA and without it (where it calls oneDNN), keeping the faster; JAX under
 `jax.jit`; PyTorch eagerly (`mm`/`bmm`, the kernels its compiled step calls).
-A backend's figure bounds that backend's step; the fastest of the three
-bounds any implementation on the machine.
+A backend's figure is what its step would run at with nothing but its
+products; the fastest of the three is that for any implementation here.
 
 Usage: `KERAS_BACKEND=jax python benchmarks/matmul_ceiling.py
 [--config mae_vit_tiny_patch4] [--batch 128] [--dtype float32]`; prints one
@@ -115,10 +115,10 @@ def products_function(jit_compile=True):
 
 def time_products(products, dtype="float32", jit_compile=True, repeats=5):
     """Median seconds of running all `products` once (`products_function`), outputs read back."""
-    operands = product_operands(products, dtype)
-    run = products_function(jit_compile)
     import keras
 
+    operands = product_operands(products, dtype)
+    run = products_function(jit_compile)
     keras.ops.convert_to_numpy(run(operands)[-1])
     times = []
     for _ in range(repeats):

@@ -83,12 +83,12 @@ update) at 134 ms. TensorFlow without XLA (Keras' default on a CPU,
 oneDNN's products) ran 112.1 img/s against 107.4 with XLA in one pair,
 both below its float32 step.
 
-Against the CPU targets, on this CPU: float32 1.3x HF, the fastest
-backend (TensorFlow) reached 1.28x in the medians and 1.12-1.28x within
-a round, at 73% of its own products alone (1.76x HF); bfloat16 1.5x HF,
-1.14x (PyTorch, 74% of its products alone, which run 1.54x HF) on a CPU
-without a bfloat16 matrix unit, and 1.32-1.35x on the Intel Xeon with
-AMX below (profile there); JAX 0.88x HF, 1.00x with the heap kept (it
+In short, on this CPU: in float32 the fastest backend (TensorFlow) ran
+1.28x HF in the medians and 1.12-1.28x within a round, at 73% of its
+own products alone (1.76x HF); in bfloat16 PyTorch ran 1.14x HF, at 74%
+of its products alone, which run 1.54x HF on a CPU without a bfloat16
+matrix unit (1.32-1.35x HF on the Intel Xeon with AMX below, profile
+there); JAX 0.88x HF, 1.00x with the heap kept (it
 was 0.26-0.45x), the rest XLA:CPU's (reproductions below); peak memory
 per image at or below HF's on every backend (`benchmarks/peak_memory.py`).
 
@@ -316,8 +316,9 @@ SETTINGS = {
 
 
 
-def median(values):
-    values = sorted(values)
+def median(values, key=None):
+    """The middle of `values` sorted by `key` (the upper middle of an even count)."""
+    values = sorted(values, key=key)
     return values[len(values) // 2]
 
 
@@ -328,10 +329,11 @@ def median_round(runs):
     weighs on every implementation alike; failed rounds are left out (all
     failed: the last failure).
     """
-    ok = sorted((r for r in runs if "error" not in r), key=lambda r: r["images_per_s"])
+    ok = [r for r in runs if "error" not in r]
     if not ok:
         return runs[-1]
-    return dict(ok[len(ok) // 2], rounds_images_per_s=[r["images_per_s"] for r in runs if "error" not in r])
+    return dict(median(ok, key=lambda r: r["images_per_s"]),
+                rounds_images_per_s=[r["images_per_s"] for r in ok])
 
 
 def setting_spec(setting, batch=None):
@@ -582,7 +584,7 @@ def main():
             print(f"{setting}: vs HF = vs its faster attention ({hf.get('attention', hf['variant'])}); "
                   f"fastest keras_mae: {best['impl']}, {best['images_per_s'] / hf['images_per_s']:.2f}x")
             ceilings = {r["impl"].split("/")[1]: r for r in results if r["setting"] == setting
-                        and r.get("impl", "").startswith("matmul_ceiling/") and "error" not in r}
+                        and r["impl"].startswith("matmul_ceiling/") and "error" not in r}
             if ceilings:
                 top = max(ceilings.values(), key=lambda r: r["images_per_s"])
                 summary[f"{setting}_matmul_ceiling"] = {
