@@ -52,6 +52,7 @@ class ClassifyConfig:
     jit_compile: str = "auto"
     seed: int = 0
     shuffle_buffer: int = 10000
+    skip_bad_images: bool = False
 
     def to_json(self):
         return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)

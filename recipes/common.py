@@ -195,14 +195,16 @@ def load_sources(config):
     """(train source, eval source, num_classes, note); raises for unlabelled data."""
     from keras_mae import data
 
-    train = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir)
+    train = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
+                             skip_bad_images=config.skip_bad_images)
     note = ""
     if config.eval_dataset:
         evaluation = data.load_source(config.eval_dataset, split=config.eval_split,
                                       data_dir=config.data_dir)
     else:
-        evaluation = data.load_source(config.dataset, split=config.eval_split,
-                                      data_dir=config.data_dir)
+        # a folder has no other split: the training folder, with the same files left out
+        evaluation = train if os.path.isdir(os.path.expanduser(config.dataset)) else \
+            data.load_source(config.dataset, split=config.eval_split, data_dir=config.data_dir)
         if evaluation.name == train.name:
             note = "eval set is the training set (pass --eval-dataset for a held-out one)"
     for which, source in (("--dataset", train), ("eval dataset", evaluation)):
@@ -277,3 +279,40 @@ def report(output_dir, model, model_file, logits, labels, started, log):
               "seconds": round(time.time() - started, 1)}
     log(f"done: {json.dumps(result)}")
     return result
+
+
+def record_skipped(source, output_dir, log):
+    """Logs the files `--skip-bad-images` left out and lists them in `output_dir/bad_images.txt`."""
+    if not source.skipped:
+        return
+    path = os.path.join(output_dir, "bad_images.txt")
+    write_atomic(path, "".join(f"{file}\t{problem}\n" for file, problem in source.skipped))
+    log(f"  bad images     {len(source.skipped)} skipped (listed in {path})")
+
+
+def bad_image_message(error):
+    """The message for a file that did not decode during training, or None for another error."""
+    import re
+
+    found = re.search(r"\[cannot decode image file\] \[(.*?)\] \[(.*?)\]", str(error))
+    if not found:
+        return None
+    return (f"cannot decode image file {found.group(1)!r} ({found.group(2)}). Leave such files "
+            "out with --skip-bad-images true, or list them all first with "
+            "`python -m keras_mae.data.image_files FOLDER`")
+
+
+def run_main(function):
+    """Runs `function()`; a bad value or image file is printed as `error: ...` with exit status 2."""
+    try:
+        function()
+    except (ValueError, FloatingPointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except Exception as error:  # noqa: BLE001  TensorFlow's errors are imported lazily
+        message = bad_image_message(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    return 0

@@ -33,9 +33,9 @@ if __package__ in (None, ""):
 
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            load_encoder, load_sources, parse_jit_compile, report,
-                            restart_with_heap_kept, validate_common, verbosity, warmup_cosine,
-                            write_atomic)
+                            load_encoder, load_sources, parse_jit_compile, record_skipped,
+                            report, restart_with_heap_kept, run_main, validate_common, verbosity,
+                            warmup_cosine, write_atomic)
 from recipes.flags import build_parser, resolve_config  # noqa: E402
 
 
@@ -146,6 +146,7 @@ def run(config, output_dir, log=print):
         f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images")
     if note:
         log(f"  note           {note}")
+    record_skipped(train_source, output_dir, log)
     log(f"  augmentation   RandAugment ({config.rand_augment_ops} ops, m "
         f"{config.rand_augment_magnitude:g}, std {config.rand_augment_std:g}), erasing "
         f"{config.erasing_prob:g}, mixup {config.mixup:g} / cutmix {config.cutmix:g}, "
@@ -180,13 +181,7 @@ def run(config, output_dir, log=print):
 
 def main(argv=None):
     args = build_parser(FinetuneConfig, __doc__.split("\n")[0]).parse_args(argv)
-    try:
-        config = resolve_config(args, FinetuneConfig, get_finetune_config)
-        run(config, args.output_dir)
-    except (ValueError, FloatingPointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(resolve_config(args, FinetuneConfig, get_finetune_config), args.output_dir))
 
 
 if __name__ == "__main__":

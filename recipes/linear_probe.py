@@ -30,9 +30,9 @@ if __package__ in (None, ""):
 from recipes.classify_configs import ProbeConfig, get_probe_config  # noqa: E402
 from recipes.flags import build_parser, resolve_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            image_side, load_encoder, load_sources, parse_jit_compile, report,
-                            restart_with_heap_kept, validate_common, verbosity, warmup_cosine,
-                            write_atomic)
+                            image_side, load_encoder, load_sources, parse_jit_compile,
+                            record_skipped, report, restart_with_heap_kept, run_main,
+                            validate_common, verbosity, warmup_cosine, write_atomic)
 
 # ----------------------------------------------------------------------------
 # Probe
@@ -120,6 +120,7 @@ def run(config, output_dir, log=print):
         f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images")
     if note:
         log(f"  note           {note}")
+    record_skipped(train_source, output_dir, log)
     log(f"  schedule       {config.epochs} epochs x {steps_per_epoch} steps, LARS peak lr "
         f"{peak:.3g} (base {config.base_lr:g} x {config.batch_size}/256), warmup "
         f"{config.warmup_epochs:g} epochs")
@@ -161,13 +162,7 @@ def run(config, output_dir, log=print):
 
 def main(argv=None):
     args = build_parser(ProbeConfig, __doc__.split("\n")[0]).parse_args(argv)
-    try:
-        config = resolve_config(args, ProbeConfig, get_probe_config)
-        run(config, args.output_dir)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(resolve_config(args, ProbeConfig, get_probe_config), args.output_dir))
 
 
 if __name__ == "__main__":

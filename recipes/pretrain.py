@@ -41,8 +41,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.common import (check_output_dir, parse_jit_compile, restart_with_heap_kept,  # noqa: E402
-                            save_atomic, write_atomic)
+from recipes.common import (check_output_dir, parse_jit_compile, record_skipped,  # noqa: E402
+                            restart_with_heap_kept, run_main, save_atomic, write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 
 
@@ -125,7 +125,8 @@ def sample_images(config, source):
     """Eight fixed evaluation images for the reconstruction grids."""
     from keras_mae import data
 
-    dataset = data.pretrain_dataset(source, config.image_size, 8, augment=False, shuffle_buffer=0)
+    dataset = data.pretrain_dataset(source, config.image_size, 8, augment=False, shuffle_buffer=0,
+                                    drop_remainder=False)
     return next(iter(dataset)).numpy()
 
 
@@ -205,7 +206,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     from keras_mae import callbacks as mae_callbacks
     from keras_mae import checkpoint, data
 
-    source = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir)
+    source = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
+                              skip_bad_images=config.skip_bad_images)
     if source.num_examples is None:
         raise ValueError(f"Dataset {config.dataset!r} has unknown size; pass a sized source")
     steps_per_epoch = source.num_examples // config.batch_size
@@ -213,11 +215,13 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         raise ValueError(
             f"Dataset {config.dataset!r} has {source.num_examples} images, fewer than "
             f"--batch-size {config.batch_size}")
-    try:
-        eval_source = data.load_source(config.dataset, split=config.eval_split,
-                                       data_dir=config.data_dir)
-    except ValueError:
-        eval_source = source
+    eval_source = source   # a folder or arrays have no other split
+    if not os.path.isdir(os.path.expanduser(config.dataset)):
+        try:
+            eval_source = data.load_source(config.dataset, split=config.eval_split,
+                                           data_dir=config.data_dir)
+        except ValueError:
+            pass
 
     with distribute.scope(dist):
         model = build_model(config)
@@ -253,6 +257,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     log(f"  output         {os.path.abspath(output_dir)}")
     if start_step:
         log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
+    record_skipped(source, write_dir, log)
 
     monitor, knn_note = knn_monitor(config, source, model.encoder.num_channels, replicas)
     log(f"  knn monitor    {knn_note}")
@@ -282,12 +287,12 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     history_path = os.path.join(write_dir, "history.csv")
     while start_step < total_steps:
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
+        # the epoch's permutation from (seed, epoch); a resumed epoch starts at
+        # its step without reading the records before it
         dataset = data.pretrain_dataset(
-            source, config.image_size, config.batch_size, seed=config.seed * 100003 + epoch,
-            shuffle_buffer=config.shuffle_buffer, num_channels=model.encoder.num_channels,
-            reshuffle_each_iteration=False)
-        if step_in_epoch:
-            dataset = dataset.skip(step_in_epoch)
+            source, config.image_size, config.batch_size, seed=config.seed, epoch=epoch,
+            start_step=step_in_epoch, shuffle_buffer=config.shuffle_buffer,
+            num_channels=model.encoder.num_channels, reshuffle_each_iteration=False)
         stop_after_epoch = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
         model.fit(
@@ -346,13 +351,8 @@ def _last_loss(history_path):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        config = resolve_config(args)
-        run(config, args.output_dir, strategy=args.strategy, tpu_address=args.tpu_address)
-    except (ValueError, FloatingPointError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    return 0
+    return run_main(lambda: run(resolve_config(args), args.output_dir, strategy=args.strategy,
+                                tpu_address=args.tpu_address))
 
 
 if __name__ == "__main__":

@@ -53,6 +53,7 @@ class PretrainConfig:
     reconstruction_every_epochs: int = 5
     seed: int = 0
     shuffle_buffer: int = 10000
+    skip_bad_images: bool = False
     knn_every_epochs: int = 5
     knn_reference: int = 5000
     knn_queries: int = 1000

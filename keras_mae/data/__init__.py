@@ -8,6 +8,7 @@
 from keras_mae.data.augment import (IMAGENET_MEAN, IMAGENET_STD, center_crop_resize,
                                     normalize, random_flip_left_right,
                                     random_resized_crop, sample_crop_box)
+from keras_mae.data.image_files import decode_file, scan_images
 from keras_mae.data.mix import (finetune_dataset, mixup_cutmix, one_hot_smoothed,
                                 rand_augment, random_erasing)
 from keras_mae.data.pipeline import labeled_arrays, labeled_dataset, pretrain_dataset
@@ -23,6 +24,7 @@ __all__ = [
     "IMAGENET_STD",
     "Source",
     "center_crop_resize",
+    "decode_file",
     "from_arrays",
     "labeled_arrays",
     "labeled_dataset",
@@ -32,5 +34,6 @@ __all__ = [
     "random_flip_left_right",
     "random_resized_crop",
     "sample_crop_box",
+    "scan_images",
     "slice_source",
 ]

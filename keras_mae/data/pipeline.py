@@ -4,16 +4,25 @@ Both pipelines are plain ``tf.data`` and work whatever the Keras backend is:
 iterate them and feed numpy batches (``batch.numpy()`` / ``as_numpy_iterator``)
 or the tensors directly to a TensorFlow-backend model.
 
-Determinism: the shuffle order and every per-example augmentation are derived
-from ``seed``; two pipelines built with the same arguments yield identical
-batches, and iterating the same pipeline again (a new epoch) reshuffles and
-draws new crops, reproducibly.
+Order: a source read by index (arrays, ``.npz`` files, digits, image folders)
+is visited in a full permutation of all its records every epoch, drawn from
+``seed`` and the epoch (`keras_mae.data.order`); a stream (a TFDS split, a
+``tf.data.Dataset``) is shuffled in a buffer of ``shuffle_buffer`` records.
+Determinism: the order and every per-example augmentation are derived from
+``seed``; two pipelines built with the same arguments yield identical batches,
+and iterating the same pipeline again (a new epoch) draws a new permutation and
+new crops, reproducibly.
+
+Many workers: with ``num_shards`` > 1 a pipeline yields worker
+``shard_index``'s share of every global batch, and reads (and decodes) only
+those records; the global batches are the same for any number of workers.
 """
 
 import numpy as np
 import tensorflow as tf
 
 from keras_mae.data import augment as _augment
+from keras_mae.data import order
 from keras_mae.data._helpers import split_seed
 from keras_mae.data.sources import Source, load_source
 
@@ -66,17 +75,78 @@ def _prepare(source, batch_size, drop_remainder, repeat):
     return source
 
 
+def _check_position(epoch, start_step):
+    for name, value in (("epoch", epoch), ("start_step", start_step)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name} must be an int >= 0. Received: {name}={value!r}")
+
+
 def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
-           transform, reshuffle=True):
-    """Shared shuffle -> repeat -> per-example seed -> map -> batch chain.
+           transform, reshuffle=True, epoch=0, start_step=0, num_shards=1, shard_index=0):
+    """Shared order -> read -> per-example seed -> map -> batch chain.
 
     ``transform(element, example_seed)`` receives the decoded dict element
     and a (2,) int64 seed unique to this example and epoch. It is traced when
     ``map`` is called, so argument errors it raises surface immediately.
+
+    A source read by index is visited in a full permutation per epoch
+    (`keras_mae.data.order`); a stream is shuffled in a buffer of
+    ``shuffle_buffer`` records. Batches hold ``batch_size // num_shards``
+    images: this worker's share of each global batch.
     """
-    lazy = source.records is not None and source.decode is not None
-    ds = source.records if lazy else source.dataset
-    decode = source.decode if lazy else (lambda element: element)
+    _check_position(epoch, start_step)
+    order.check_sharding(batch_size, num_shards, shard_index, drop_remainder)
+    if source.table is not None:
+        ds = _indexed(source, batch_size, seed, shuffle_buffer > 1, drop_remainder, repeat,
+                      transform, reshuffle, epoch, start_step, num_shards, shard_index)
+    else:
+        ds = _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
+                     transform, reshuffle, epoch, start_step, num_shards, shard_index)
+    options = tf.data.Options()
+    # A global pipeline given to a multi-worker strategy directly is split by
+    # tf.data (each worker decodes every image and keeps its share); a sharded
+    # one is already this worker's share.
+    options.experimental_distribute.auto_shard_policy = (
+        tf.data.experimental.AutoShardPolicy.DATA if num_shards == 1
+        else tf.data.experimental.AutoShardPolicy.OFF)
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _indexed(source, batch_size, seed, shuffle, drop_remainder, repeat, transform,
+             reshuffle, epoch, start_step, num_shards, shard_index):
+    steps = order.steps_per_epoch(source.num_examples, batch_size, drop_remainder)
+    if start_step and start_step >= steps:
+        raise ValueError(f"start_step must be below the {steps} steps of an epoch. "
+                         f"Received: start_step={start_step}")
+    first = tf.constant(epoch, tf.int64)
+
+    def one_epoch(salt, e):
+        key = order.epoch_key(seed, salt, e)
+        return order.epoch_records(source.num_examples, batch_size, key, shuffle=shuffle,
+                                   drop_remainder=drop_remainder, num_shards=num_shards,
+                                   shard_index=shard_index,
+                                   start_step=tf.where(e == first, start_step, 0))
+
+    def epochs(salt):
+        count = tf.data.Dataset.range(epoch, epoch + 1) if not repeat else \
+            tf.data.Dataset.counter(epoch)
+        return count.flat_map(lambda e: one_epoch(salt, e))
+
+    # one draw per pass: a new pass over the pipeline is a new permutation
+    # unless reshuffle is False
+    salt = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1)
+    ds = salt.flat_map(epochs)
+    ds = ds.map(lambda index, example_seed: transform(source.read(index), example_seed),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size // num_shards, drop_remainder=drop_remainder,
+                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat, transform,
+            reshuffle, epoch, start_step, num_shards, shard_index):
+    """A source without random access: a shuffle buffer; every shard reads the whole stream."""
+    seed = seed if epoch == 0 else (seed * 1_000_003 + epoch) % 2**63
+    ds = source.dataset
     if shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     if repeat:
@@ -86,17 +156,19 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
 
     def apply(element, random):
         example_seed = tf.stack([random, tf.constant(seed, tf.int64)])
-        return transform(decode(element), example_seed)
+        return transform(element, example_seed)
 
     ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder,
                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    # Under a multi-worker strategy every worker builds this same seeded
-    # pipeline and keeps its share of each global batch (DATA sharding), which
-    # works for every source, files or memory.
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+    if start_step:
+        ds = ds.skip(start_step)
+    if num_shards > 1:
+        per_shard = batch_size // num_shards
+        part = slice(shard_index * per_shard, (shard_index + 1) * per_shard)
+        ds = ds.map(lambda *batch: tf.nest.map_structure(lambda t: t[part], batch)
+                    if len(batch) > 1 else batch[0][part])
+    return ds
 
 
 def check_extra_augment(extra_augment, training=True):
@@ -136,7 +208,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
                      drop_remainder=True, repeat=False, augment=True, num_channels=3,
                      crop_scale=(0.2, 1.0), mean=_augment.IMAGENET_MEAN,
                      std=_augment.IMAGENET_STD, reshuffle_each_iteration=True,
-                     extra_augment=None):
+                     extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0):
     """Image-only batches for MAE pretraining.
 
     Each image is (with ``augment=True``) randomly resized-cropped to
@@ -151,9 +223,12 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         image_size: output side S, positive int.
         batch_size: batch size B, positive int.
         seed: int driving the shuffle order and the augmentations.
-        shuffle_buffer: shuffle buffer size; 0 or 1 disables shuffling.
+        shuffle_buffer: 0 or 1 disables shuffling; otherwise a source read by
+            index is fully permuted each epoch and a stream is shuffled in a
+            buffer of this many records.
         drop_remainder: drop a last partial batch.
-        repeat: repeat forever (each pass reshuffled, new crops).
+        repeat: repeat forever (each pass the next epoch: a new permutation,
+            new crops).
         augment: random crop + flip (True) or centre resize (False).
         num_channels: channels C of the output, 1 or 3 (grayscale sources are
             repeated to RGB, RGB converted to luminance, alpha dropped).
@@ -167,9 +242,15 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
             of a resumed run).
         extra_augment: optional Keras or keras-cv augmentation layer (or any
             callable), see `check_extra_augment`.
+        epoch: the epoch of the first pass, int >= 0 (its permutation and
+            crops); the recipes build one pipeline per epoch.
+        start_step: the global step of that epoch to start at (resuming);
+            the records before it are skipped without being read.
+        num_shards: number of input workers sharing each global batch.
+        shard_index: this worker, in ``[0, num_shards)``.
 
     Returns:
-        ``tf.data.Dataset`` of float32 tensors (B, S, S, C).
+        ``tf.data.Dataset`` of float32 tensors (B / num_shards, S, S, C).
 
     Raises:
         ValueError: for an invalid argument or source.
@@ -193,14 +274,15 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         return _augment.normalize(image, mean, std)
 
     return _build(source, batch_size, seed, shuffle_buffer, drop_remainder,
-                  repeat, transform, reshuffle=reshuffle_each_iteration)
+                  repeat, transform, reshuffle=reshuffle_each_iteration, epoch=epoch,
+                  start_step=start_step, num_shards=num_shards, shard_index=shard_index)
 
 
 def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     shuffle_buffer=10000, drop_remainder=None, repeat=False,
                     num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
                     mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD,
-                    extra_augment=None):
+                    extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0):
     """(images, labels) batches for fine-tuning, linear probing or evaluation.
 
     With ``training=True`` examples are shuffled, randomly resized-cropped
@@ -216,7 +298,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         batch_size: batch size B, positive int.
         training: bool, selects the transform and shuffling.
         seed: int driving the shuffle order and the augmentations.
-        shuffle_buffer: shuffle buffer size when training; 0 or 1 disables.
+        shuffle_buffer: when training, 0 or 1 disables shuffling; otherwise
+            as `pretrain_dataset`.
         drop_remainder: drop a last partial batch; default ``training``.
         repeat: repeat forever.
         num_channels: channels C of the output, 1 or 3.
@@ -226,6 +309,7 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         std: per-channel normalisation std on the 0-1 scale.
         extra_augment: optional Keras or keras-cv augmentation layer (or any
             callable) for ``training=True``, see `check_extra_augment`.
+        epoch, start_step, num_shards, shard_index: as `pretrain_dataset`.
 
     Returns:
         ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
@@ -261,7 +345,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         return _augment.normalize(image, mean, std), element["labels"]
 
     return _build(source, batch_size, seed, shuffle_buffer if training else 0,
-                  drop_remainder, repeat, transform)
+                  drop_remainder, repeat, transform, epoch=epoch, start_step=start_step,
+                  num_shards=num_shards, shard_index=shard_index)
 
 
 def labeled_arrays(source, image_size, num_channels=3, crop_pct=0.875, batch_size=500):

@@ -1,0 +1,137 @@
+"""Image files: listing a folder, decoding a file to RGB, and finding the files that will not decode.
+
+`decode_file` turns any PNG, JPEG, BMP or GIF (whatever its extension says)
+into uint8 RGB, as PIL's `convert("RGB")` does: grayscale is repeated to three
+channels, alpha is dropped, CMYK and palette images are converted. A file that
+cannot be decoded (empty, truncated, corrupt, or not an image) fails with an
+`InvalidArgumentError` that names the file and what is wrong with it.
+`scan_images` decodes every file of a folder in parallel and lists those that
+fail, before a long run; run it from a shell as
+`python -m keras_mae.data.image_files DIR`.
+"""
+
+import argparse
+import os
+import sys
+
+import tensorflow as tf
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+# Leading bytes of the formats tf.io.decode_image reads.
+_SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"GIF8", "GIF"))
+
+
+def list_images(folder):
+    """Paths of the image files under `folder` (recursively), sorted folder by folder.
+
+    Example:
+    ```python
+    list_images("photos/cats")   # ["photos/cats/a.jpg", "photos/cats/b.png", ...]
+    ```
+    """
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found.extend(os.path.join(root, f) for f in sorted(files)
+                     if f.lower().endswith(IMAGE_EXTENSIONS))
+    return found
+
+
+def _problem(contents):
+    """What is wrong with file contents that did not decode, as a string tensor."""
+    head = tf.strings.substr(contents, 0, 4)
+    reason = tf.constant("not a PNG, JPEG, BMP or GIF file")
+    for signature, name in _SIGNATURES:
+        reason = tf.where(tf.strings.substr(head, 0, len(signature)) == signature,
+                          f"truncated or corrupt {name} data", reason)
+    return tf.where(tf.strings.length(contents) == 0, "empty file", reason)
+
+
+def try_decode(path):
+    """`(ok, image, problem)` for the file at `path`: a scalar bool, uint8 (H, W, 3), a string.
+
+    When `ok` is False the image is a (1, 1, 3) placeholder and `problem` says
+    why the file did not decode.
+
+    Example:
+    ```python
+    ok, image, problem = try_decode(tf.constant("photo.jpg"))
+    ```
+    """
+    contents = tf.io.read_file(path)
+    # the decoder's error is caught by decoding in a one-element dataset
+    attempt = tf.data.Dataset.from_tensors(contents).map(
+        lambda c: (True, tf.io.decode_image(c, channels=3, expand_animations=False)))
+    failed = tf.data.Dataset.from_tensors((False, tf.zeros([1, 1, 3], tf.uint8)))
+    ok, image = attempt.ignore_errors().concatenate(failed).take(1).get_single_element()
+    return ok, tf.ensure_shape(image, [None, None, 3]), _problem(contents)
+
+
+def decode_file(path):
+    """uint8 (H, W, 3) RGB image of the file at `path` (a scalar string tensor).
+
+    Raises:
+        InvalidArgumentError: when the file cannot be decoded, naming the file
+            and what is wrong (empty, not an image, truncated or corrupt).
+
+    Example:
+    ```python
+    image = decode_file(tf.constant("photo.jpg"))   # (H, W, 3) uint8
+    ```
+    """
+    ok, image, problem = try_decode(path)
+    check = tf.debugging.Assert(ok, ["cannot decode image file", path, problem])
+    with tf.control_dependencies([check]):
+        return tf.identity(image)
+
+
+def scan_images(paths, num_parallel_calls=None):
+    """The files among `paths` that cannot be decoded, with what is wrong with each.
+
+    Every file is read and decoded once, in parallel (all cores by default).
+
+    Args:
+        paths: a folder (scanned recursively for image extensions) or a list of
+            file paths.
+        num_parallel_calls: files decoded at once; None lets tf.data choose.
+
+    Returns:
+        A list of `(path, problem)` string pairs, in the order of `paths`.
+
+    Example:
+    ```python
+    for path, problem in scan_images("photos"):
+        print(path, problem)
+    ```
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = list_images(os.fspath(paths))
+    if not paths:
+        return []
+    ds = tf.data.Dataset.from_tensor_slices(list(paths)).map(
+        lambda p: (p,) + try_decode(p)[::2],
+        num_parallel_calls=num_parallel_calls or tf.data.AUTOTUNE, deterministic=True)
+    return [(p.decode(), problem.decode())
+            for p, ok, problem in ds.batch(256).as_numpy_iterator()
+            for p, ok, problem in zip(p, ok, problem) if not ok]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        description="List the image files of a folder that cannot be decoded (exit status 1 if any).")
+    parser.add_argument("folder", help="folder of images (scanned recursively)")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.folder):
+        print(f"error: folder not found: {args.folder!r}", file=sys.stderr)
+        return 2
+    paths = list_images(args.folder)
+    bad = scan_images(paths)
+    for path, problem in bad:
+        print(f"{path}\t{problem}")
+    print(f"{len(bad)} of {len(paths)} files cannot be decoded", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
