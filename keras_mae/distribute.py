@@ -146,7 +146,12 @@ def _tensorflow_strategy(name, tpu_address):
 def _jax_distribution(name):
     if name == "default":
         return None
-    distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    # each process builds its own share of the input (`input_dataset`)
+    import jax
+
+    distribution = keras.distribution.DataParallel(
+        devices=keras.distribution.list_devices(),
+        auto_shard_dataset=jax.process_count() == 1)
     keras.distribution.set_distribution(distribution)
     return distribution
 
@@ -239,6 +244,55 @@ def _with_vector_logs(step):
         return keras.tree.map_structure(as_vector, step(data))
 
     return vector_logs_step
+
+
+def input_dataset(strategy, build, global_batch_size):
+    """The input of `model.fit` under `strategy`, each process reading only its share.
+
+    `build(num_shards, shard_index)` must return a `tf.data.Dataset` of the
+    shard's part of every global batch (`global_batch_size // num_shards`
+    images), as `keras_mae.data.pretrain_dataset` does with those arguments.
+    Under a multi-worker TensorFlow strategy each worker builds its own shard
+    (`distribute_datasets_from_function`), and under a multi-process JAX
+    distribution each process does; otherwise the one global pipeline is
+    built, and the strategy splits its batches among local devices.
+
+    Args:
+        strategy: what `get_strategy` returned.
+        build: function `(num_shards, shard_index) -> tf.data.Dataset`.
+        global_batch_size: int, the global batch.
+
+    Returns:
+        A `tf.data.Dataset` or a `tf.distribute.DistributedDataset`.
+
+    Example:
+    ```python
+    dataset = distribute.input_dataset(strategy, lambda n, i: data.pretrain_dataset(
+        "photos", 224, 256, num_shards=n, shard_index=i), 256)
+    model.fit(dataset, epochs=1)
+    ```
+    """
+    backend = keras.backend.backend()
+    if backend == "jax" and strategy is not None:
+        import jax
+
+        if jax.process_count() > 1:
+            return build(jax.process_count(), jax.process_index())
+    if backend == "tensorflow" and strategy is not None:
+        import tensorflow as tf
+
+        cluster = _tf_config().get("cluster") or {}
+        workers = len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and workers > 1:
+            def per_worker(context):
+                dataset = build(context.num_input_pipelines, context.input_pipeline_id)
+                per_replica = context.get_per_replica_batch_size(global_batch_size)
+                if per_replica * context.num_input_pipelines != global_batch_size:
+                    dataset = dataset.rebatch(per_replica)  # several devices per worker
+                return dataset
+
+            return strategy.distribute_datasets_from_function(per_worker)
+    return build(1, 0)
 
 
 def num_replicas(strategy=None):

@@ -287,12 +287,16 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     history_path = os.path.join(write_dir, "history.csv")
     while start_step < total_steps:
         epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
-        # the epoch's permutation from (seed, epoch); a resumed epoch starts at
-        # its step without reading the records before it
-        dataset = data.pretrain_dataset(
-            source, config.image_size, config.batch_size, seed=config.seed, epoch=epoch,
-            start_step=step_in_epoch, shuffle_buffer=config.shuffle_buffer,
-            num_channels=model.encoder.num_channels, reshuffle_each_iteration=False)
+        # the epoch's permutation from (seed, epoch); a resumed epoch starts at its
+        # step without reading the records before it; each worker reads its share
+        def shard(num_shards, shard_index, epoch=epoch, step_in_epoch=step_in_epoch):
+            return data.pretrain_dataset(
+                source, config.image_size, config.batch_size, seed=config.seed, epoch=epoch,
+                start_step=step_in_epoch, shuffle_buffer=config.shuffle_buffer,
+                num_channels=model.encoder.num_channels, reshuffle_each_iteration=False,
+                num_shards=num_shards, shard_index=shard_index)
+
+        dataset = distribute.input_dataset(dist, shard, config.batch_size)
         stop_after_epoch = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
         model.fit(

@@ -11,6 +11,9 @@ Modes:
     jax_step              one SGD step with DataParallel on 2 host devices vs one device.
     pretrain_crash N ARGS recipes/pretrain.py ARGS, the process dying right after
                           global step N (no clean-up, as a kill).
+    shard_batches         under MultiWorkerMirroredStrategy (TF_CONFIG): one epoch of
+                          `distribute.input_dataset` over 48 records labelled with their
+                          index (global batch 8); reports this worker's labels per step.
     leave_order           under MultiWorkerMirroredStrategy (TF_CONFIG): `leave_together`,
                           then the other worker takes 2 s more to exit; reports when
                           the chief returned and when the other one exited.
@@ -189,11 +192,29 @@ def leave_order():
     return 0
 
 
+def shard_batches():
+    import numpy as np
+
+    from keras_mae import data, distribute
+
+    strategy = distribute.get_strategy("multi_worker")
+    records = (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48))
+    dataset = distribute.input_dataset(strategy, lambda num_shards, shard_index: data.labeled_dataset(
+        records, 4, 8, training=True, seed=3, epoch=1, num_shards=num_shards,
+        shard_index=shard_index), 8)
+    steps = [[int(v) for part in strategy.experimental_local_results(labels) for v in part.numpy()]
+             for _, labels in dataset]
+    report(chief=distribute.is_chief(), steps=steps)
+    distribute.leave_together(strategy)
+    return 0
+
+
 def main(argv):
     mode = argv[0]
     if mode == "pretrain_crash":
         return pretrain_crash(int(argv[1]), argv[2:])
-    {"tf_mirrored": tf_mirrored, "jax_step": jax_step, "leave_order": leave_order}[mode]()
+    {"tf_mirrored": tf_mirrored, "jax_step": jax_step, "leave_order": leave_order,
+     "shard_batches": shard_batches}[mode]()
     return 0
 
 

@@ -222,6 +222,28 @@ def test_multi_worker_chief_leaves_after_the_other_worker_is_gone(tmp_path):
     assert results[True]["returned_at"] > results[False]["exiting_at"]
 
 
+@tensorflow_only
+def test_multi_worker_each_worker_reads_its_half_and_the_global_batches_are_one_process_s(tmp_path):
+    from keras_mae import data
+
+    (tmp_path / "tmp").mkdir()
+    runs = run_pair([sys.executable, WORKER, "shard_batches"], tmp_path, "shards", timeout=240)
+    steps = {}
+    for code, log in runs:
+        lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
+        assert code == 0 and lines, log[-3000:]
+        result = json.loads(lines[-1][len("RESULT "):])
+        steps[result["chief"]] = result["steps"]
+    one = [labels.numpy().tolist() for _, labels in data.labeled_dataset(
+        (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48)), 4, 8, training=True, seed=3, epoch=1)]
+    assert len(steps[True]) == len(steps[False]) == len(one) == 6
+    for worker in (True, False):   # each reads 24 records, none twice
+        read = [v for step in steps[worker] for v in step]
+        assert len(read) == len(set(read)) == 24
+    for s, batch in enumerate(one):   # worker 0 holds the first half of each global batch
+        assert steps[True][s] + steps[False][s] == batch
+
+
 @pytest.fixture(scope="module")
 def multi_worker_run(tmp_path_factory):
     """Two workers crash right after step 3 (checkpoint at step 2), then the pair restarts.
