@@ -208,16 +208,21 @@ def test_leave_together_returns_at_once_without_workers():
     assert distribute.leave_together(distribute.get_strategy("default")) == 1
 
 
-@tensorflow_only
-def test_multi_worker_chief_leaves_after_the_other_worker_is_gone(tmp_path):
+def pair_results(mode, tmp_path):
+    """Runs a worker mode as a pair of TF workers; returns {is chief: its RESULT dict}."""
     (tmp_path / "tmp").mkdir()
-    runs = run_pair([sys.executable, WORKER, "leave_order"], tmp_path, "leave", timeout=240)
     results = {}
-    for code, log in runs:
+    for code, log in run_pair([sys.executable, WORKER, mode], tmp_path, mode, timeout=240):
         lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
         assert code == 0 and lines, log[-3000:]
         result = json.loads(lines[-1][len("RESULT "):])
         results[result["chief"]] = result
+    return results
+
+
+@tensorflow_only
+def test_multi_worker_chief_leaves_after_the_other_worker_is_gone(tmp_path):
+    results = pair_results("leave_order", tmp_path)
     # the other worker took 2 s more to exit after `leave_together`; the chief waited for it
     assert results[True]["returned_at"] > results[False]["exiting_at"]
 
@@ -226,14 +231,8 @@ def test_multi_worker_chief_leaves_after_the_other_worker_is_gone(tmp_path):
 def test_multi_worker_each_worker_reads_its_half_and_the_global_batches_are_one_process_s(tmp_path):
     from keras_mae import data
 
-    (tmp_path / "tmp").mkdir()
-    runs = run_pair([sys.executable, WORKER, "shard_batches"], tmp_path, "shards", timeout=240)
-    steps = {}
-    for code, log in runs:
-        lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
-        assert code == 0 and lines, log[-3000:]
-        result = json.loads(lines[-1][len("RESULT "):])
-        steps[result["chief"]] = result["steps"]
+    steps = {chief: result["steps"] for chief, result in pair_results("shard_batches",
+                                                                          tmp_path).items()}
     one = [labels.numpy().tolist() for _, labels in data.labeled_dataset(
         (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48)), 4, 8, training=True, seed=3, epoch=1)]
     assert len(steps[True]) == len(steps[False]) == len(one) == 6
