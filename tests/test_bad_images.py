@@ -133,3 +133,20 @@ def test_recipe_names_a_bad_file_or_skips_and_lists_it(tmp_path):
     assert (tmp_path / "skipped" / "bad_images.txt").read_text() == \
         f"{folder / 'truncated.jpg'}\ttruncated or corrupt JPEG data\n"
     assert "7 images" in skipped.stdout
+
+
+def test_jpeg_crops_decode_only_the_window_and_equal_cropping_the_whole_image(tmp_path):
+    for k in range(12):
+        Image.fromarray(_photo(k, size=(60, 80))).save(tmp_path / f"{k:02d}.jpg", quality=90)
+    Image.fromarray(_photo(99, size=(60, 80))).save(tmp_path / "12.png")
+    folder = load_source(str(tmp_path))
+    whole = np.stack([e["images"].numpy() for e in folder.dataset])   # full decodes
+    pixels = dict(seed=5, drop_remainder=False, crop_scale=(0.1, 0.5), mean=(0.0,),
+                  std=(1 / 255,))   # outputs on the 0-255 scale
+    from_files = next(iter(pretrain_dataset(folder, 32, 13, **pixels))).numpy()
+    from_arrays = next(iter(pretrain_dataset(whole, 32, 13, **pixels))).numpy()
+    difference = np.abs(from_files - from_arrays)
+    # a JPEG window differs from the cropped whole image only where libjpeg upsamples
+    # the colour planes at the window's edges
+    assert difference.max() <= 4.0, difference.max()
+    assert (difference > 1e-3).mean() < 0.02, (difference > 1e-3).mean()

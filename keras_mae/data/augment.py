@@ -166,8 +166,30 @@ def random_resized_crop(image, size, seed, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3
     box = sample_crop_box(tf.shape(image), seed, scale, ratio)
     crop = tf.slice(image, tf.stack([box[0], box[1], 0]),
                     tf.stack([box[2], box[3], -1]))
+    return resize_crop(crop, size, method, antialias)
+
+
+def resize_crop(crop, size, method="bicubic", antialias=False):
+    """Resizes a crop to (size, size): the second half of :func:`random_resized_crop`.
+
+    Args:
+        crop: (h, w, C) tensor on the 0-255 scale.
+        size: output side, positive int.
+        method: ``tf.image.resize`` method, default "bicubic".
+        antialias: filter when downsampling.
+
+    Returns:
+        float32 tensor (size, size, C) with values clipped to [0, 255].
+
+    Example:
+        >>> resize_crop(tf.zeros([30, 20, 3], tf.uint8), 16).shape
+        TensorShape([16, 16, 3])
+    """
+    _check_size(size)
+    _check_method(method)
+    crop = tf.convert_to_tensor(crop)
     out = _resize(crop, [size, size], method, antialias)
-    return tf.ensure_shape(out, [size, size, image.shape[-1]])
+    return tf.ensure_shape(out, [size, size, crop.shape[-1]])
 
 
 def random_flip_left_right(image, seed):

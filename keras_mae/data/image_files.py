@@ -48,11 +48,36 @@ def _problem(contents):
     return tf.where(tf.strings.length(contents) == 0, "empty file", reason)
 
 
-def try_decode(path):
+def _decode(contents, crop_box):
+    """uint8 RGB of `contents`, only the window `crop_box(shape)` when given (top, left, h, w)."""
+    if crop_box is None:
+        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+
+    def jpeg():
+        # only the window's blocks are decoded
+        box = crop_box(tf.io.extract_jpeg_shape(contents))
+        return tf.io.decode_and_crop_jpeg(contents, box, channels=3)
+
+    def other():
+        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
+        box = crop_box(tf.shape(image))
+        return image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]]
+
+    is_jpeg = tf.strings.substr(contents, 0, 3) == _SIGNATURES[1][0]
+    return tf.cond(is_jpeg, jpeg, other)
+
+
+def try_decode(path, crop_box=None):
     """`(ok, image, problem)` for the file at `path`: a scalar bool, uint8 (H, W, 3), a string.
 
     When `ok` is False the image is a (1, 1, 3) placeholder and `problem` says
     why the file did not decode.
+
+    Args:
+        path: scalar string tensor.
+        crop_box: optional function from the image's shape `(H, W, C)` to an
+            int32 box `(top, left, height, width)`: only that window is
+            returned, and of a JPEG only that window is decoded.
 
     Example:
     ```python
@@ -62,14 +87,18 @@ def try_decode(path):
     contents = tf.io.read_file(path)
     # the decoder's error is caught by decoding in a one-element dataset
     attempt = tf.data.Dataset.from_tensors(contents).map(
-        lambda c: (True, tf.io.decode_image(c, channels=3, expand_animations=False)))
+        lambda c: (True, tf.ensure_shape(_decode(c, crop_box), [None, None, 3])))
     failed = tf.data.Dataset.from_tensors((False, tf.zeros([1, 1, 3], tf.uint8)))
     ok, image = attempt.ignore_errors().concatenate(failed).take(1).get_single_element()
     return ok, tf.ensure_shape(image, [None, None, 3]), _problem(contents)
 
 
-def decode_file(path):
+def decode_file(path, crop_box=None):
     """uint8 (H, W, 3) RGB image of the file at `path` (a scalar string tensor).
+
+    Args:
+        path: scalar string tensor.
+        crop_box: optional window function, as `try_decode`.
 
     Raises:
         InvalidArgumentError: when the file cannot be decoded, naming the file
@@ -80,7 +109,7 @@ def decode_file(path):
     image = decode_file(tf.constant("photo.jpg"))   # (H, W, 3) uint8
     ```
     """
-    ok, image, problem = try_decode(path)
+    ok, image, problem = try_decode(path, crop_box)
     check = tf.debugging.Assert(ok, ["cannot decode image file", path, problem])
     with tf.control_dependencies([check]):
         return tf.identity(image)

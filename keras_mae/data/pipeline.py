@@ -24,7 +24,7 @@ import tensorflow as tf
 from keras_mae.data import augment as _augment
 from keras_mae.data import order
 from keras_mae.data._helpers import split_seed
-from keras_mae.data.sources import Source, load_source
+from keras_mae.data.sources import Source, crop_element, load_source
 
 
 def _check_positive_int(name, value):
@@ -85,7 +85,9 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
            transform, reshuffle=True, epoch=0, start_step=0, num_shards=1, shard_index=0):
     """Shared order -> read -> per-example seed -> map -> batch chain.
 
-    ``transform(element, example_seed)`` receives the decoded dict element
+    ``transform(read, example_seed)`` receives a function ``read(crop_box=None)``
+    returning the decoded dict element (its image only the window
+    ``crop_box(shape)`` when given: a JPEG file then decodes only that window)
     and a (2,) int64 seed unique to this example and epoch. It is traced when
     ``map`` is called, so argument errors it raises surface immediately.
 
@@ -136,7 +138,8 @@ def _indexed(source, batch_size, seed, shuffle, drop_remainder, repeat, transfor
     # unless reshuffle is False
     salt = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1)
     ds = salt.flat_map(epochs)
-    ds = ds.map(lambda index, example_seed: transform(source.read(index), example_seed),
+    ds = ds.map(lambda index, example_seed: transform(
+        lambda crop_box=None: source.read(index, crop_box), example_seed),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size // num_shards, drop_remainder=drop_remainder,
                     num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -156,7 +159,7 @@ def _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat, tr
 
     def apply(element, random):
         example_seed = tf.stack([random, tf.constant(seed, tf.int64)])
-        return transform(element, example_seed)
+        return transform(lambda crop_box=None: crop_element(element, crop_box), example_seed)
 
     ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder,
@@ -193,15 +196,21 @@ def check_extra_augment(extra_augment, training=True):
                          f"got extra_augment={extra_augment!r} with augmentation off")
 
 
-def _train_transform(image, image_size, example_seed, crop_scale, extra_augment):
-    """Random resized crop, horizontal flip, then `extra_augment`: the training images of both pipelines."""
+def _train_transform(read, to_channels, image_size, example_seed, crop_scale, extra_augment):
+    """Random resized crop, horizontal flip, then `extra_augment`: the training images of both pipelines.
+
+    Returns the element read and its image. The crop box is drawn from the
+    image's shape before decoding, so a JPEG decodes only the box; the
+    result equals `augment.random_resized_crop` of the whole image.
+    """
     crop_seed, flip_seed = split_seed(example_seed, 2)
-    image = _augment.random_resized_crop(image, image_size, crop_seed, scale=crop_scale)
+    element = read(lambda shape: _augment.sample_crop_box(shape, crop_seed, scale=crop_scale))
+    image = _augment.resize_crop(to_channels(element["images"]), image_size)
     image = _augment.random_flip_left_right(image, flip_seed)
     if extra_augment is None:
-        return image
+        return element, image
     out = tf.convert_to_tensor(extra_augment(image))
-    return tf.ensure_shape(tf.cast(out, tf.float32), image.shape)
+    return element, tf.ensure_shape(tf.cast(out, tf.float32), image.shape)
 
 
 def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=10000,
@@ -265,12 +274,13 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
     source = _prepare(source, batch_size, drop_remainder, repeat)
     to_channels = _channel_converter(source, num_channels)
 
-    def transform(element, example_seed):
-        image = to_channels(element["images"])
+    def transform(read, example_seed):
         if augment:
-            image = _train_transform(image, image_size, example_seed, crop_scale, extra_augment)
+            _, image = _train_transform(read, to_channels, image_size, example_seed, crop_scale,
+                                        extra_augment)
         else:
-            image = _augment.center_crop_resize(image, image_size, crop_pct=1.0)
+            image = _augment.center_crop_resize(to_channels(read()["images"]), image_size,
+                                                crop_pct=1.0)
         return _augment.normalize(image, mean, std)
 
     return _build(source, batch_size, seed, shuffle_buffer, drop_remainder,
@@ -336,12 +346,14 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         raise ValueError(f"source {source.name!r} has no labels")
     to_channels = _channel_converter(source, num_channels)
 
-    def transform(element, example_seed):
-        image = to_channels(element["images"])
+    def transform(read, example_seed):
         if training:
-            image = _train_transform(image, image_size, example_seed, crop_scale, extra_augment)
+            element, image = _train_transform(read, to_channels, image_size, example_seed,
+                                              crop_scale, extra_augment)
         else:
-            image = _augment.center_crop_resize(image, image_size, crop_pct=crop_pct)
+            element = read()
+            image = _augment.center_crop_resize(to_channels(element["images"]), image_size,
+                                                crop_pct=crop_pct)
         return _augment.normalize(image, mean, std), element["labels"]
 
     return _build(source, batch_size, seed, shuffle_buffer if training else 0,

@@ -37,7 +37,8 @@ class Source:
             is the record (image arrays and labels, or file paths and
             labels), else None (a stream, such as a TFDS split).
         decode: the function mapping one record of ``table`` (a dict of its
-            rows) to the dict form, or None when the rows are that form.
+            rows) and an optional crop-window function to the dict form, or
+            None when the rows are that form.
         skipped: ``(path, problem)`` of each file left out because it cannot
             be decoded (``skip_bad_images=True``).
     """
@@ -57,10 +58,17 @@ class Source:
         """Whether the examples carry a ``"labels"`` entry."""
         return "labels" in self.dataset.element_spec
 
-    def read(self, index):
-        """The decoded dict of record ``index`` (a scalar tensor) of a source read by index."""
+    def read(self, index, crop_box=None):
+        """The decoded dict of record ``index`` (a scalar tensor) of a source read by index.
+
+        ``crop_box``: optional function from the image's shape to an int32 box
+        ``(top, left, height, width)``; the image is then only that window
+        (of a JPEG file, only the window is decoded).
+        """
         row = {name: tf.gather(column, index) for name, column in self.table.items()}
-        return self.decode(row) if self.decode is not None else row
+        if self.decode is not None:
+            return self.decode(row, crop_box)
+        return crop_element(row, crop_box)
 
 
 def load_source(source, split="train", data_dir=None, skip_bad_images=False):
@@ -328,8 +336,17 @@ def _directory(path, skip_bad_images=False):
                   decode=_decode_record, skipped=skipped)
 
 
-def _decode_record(record):
-    out = {"images": decode_file(record["paths"])}
+def crop_element(element, crop_box):
+    """``element`` with its image cut to ``crop_box(shape)`` (unchanged when None)."""
+    if crop_box is None:
+        return element
+    image = element["images"]
+    box = crop_box(tf.shape(image))
+    return dict(element, images=image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]])
+
+
+def _decode_record(record, crop_box=None):
+    out = {"images": decode_file(record["paths"], crop_box)}
     if "labels" in record:
         out["labels"] = record["labels"]
     return out
