@@ -1,12 +1,19 @@
 """Measures images/s of ``keras_mae.data.pretrain_dataset``.
 
-Two settings: CIFAR-10 images at 32 px (from an .npz file) and 256x256 random
-uint8 images cropped and resized to 224 px. Each setting runs a warm-up, then
-times a fixed number of batches (repeat=True, so the pass never ends early).
+Two array settings: CIFAR-10 images at 32 px (from an .npz file) and 256x256
+random uint8 images cropped and resized to 224 px. Each setting runs a
+warm-up, then times a fixed number of batches (repeat=True, so the pass never
+ends early).
+
+With ``--jpeg``: a folder of ImageNet-shaped JPEGs instead, through our
+pipeline, the official loader's work in PIL and the bare decoder, on 1 and 2
+cores (`benchmarks/jpeg_folder.py`); the table goes into
+`benchmarks/RESULTS.md`.
 
 Usage (from the repository root):
 
     python benchmarks/pipeline_throughput.py --batches 300 --output bench.json
+    python benchmarks/pipeline_throughput.py --jpeg --rounds 3
 
 Example output (2-core CPU shared with other jobs, TF 2.21):
 
@@ -60,8 +67,18 @@ def main():
     parser.add_argument("--train-backend", default="jax",
                         help="also time a training step of the matching model on this Keras "
                              "backend (tensorflow, jax, torch), or 'none'")
+    parser.add_argument("--jpeg", action="store_true",
+                        help="the JPEG-folder setting only (benchmarks/jpeg_folder.py)")
+    parser.add_argument("--jpeg-folder", default=os.path.join("/tmp", "keras_mae_jpegs"),
+                        help="where the JPEGs are written (kept between runs)")
+    parser.add_argument("--jpeg-count", type=int, default=3000)
+    parser.add_argument("--jpeg-images", type=int, default=1280, help="images timed per job")
+    parser.add_argument("--cores", default="1,2", help="comma-separated core counts")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
+    if args.jpeg:
+        return jpeg_main(args)
     if not os.path.isfile(args.data):
         raise SystemExit(f"--data file not found: {args.data!r}")
     rng = np.random.default_rng(0)
@@ -104,6 +121,35 @@ def main():
     with open(args.output, "w") as f:
         json.dump(report, f, indent=2)
     print(f"wrote {args.output}")
+
+
+def jpeg_main(args):
+    from benchmarks import jpeg_folder
+    from benchmarks.results import write_section
+
+    jpeg_folder.make_folder(args.jpeg_folder, args.jpeg_count)
+    cores = [int(c) for c in args.cores.split(",")]
+    rows = []
+    for round_index in range(args.rounds):
+        for count in cores:
+            # alternate the jobs' order from round to round
+            jobs = jpeg_folder.JOBS[round_index % 2::] + jpeg_folder.JOBS[:round_index % 2]
+            for job in jobs:
+                row = jpeg_folder.run_isolated(job, args.jpeg_folder, count, args.jpeg_images)
+                row["round"] = round_index
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+    summary = jpeg_folder.summarise(rows)
+    table = jpeg_folder.markdown(summary, args.rounds, args.jpeg_count)
+    print(table)
+    with open(args.output, "w") as f:
+        json.dump(dict(rows=rows, summary=summary), f, indent=2)
+    import PIL
+
+    write_section("pipeline_throughput:jpeg", "JPEG folder: our pipeline, the official loader's "
+                  "work in PIL, the bare decoder", table,
+                  versions={"TensorFlow": tf.__version__, "Pillow": PIL.__version__})
+    print(f"wrote {args.output} and benchmarks/RESULTS.md")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 from PIL import Image
 
+from benchmarks.pil_reference import torchvision_crop_box
 from keras_mae.data import (IMAGENET_MEAN, IMAGENET_STD, center_crop_resize, from_arrays,
                             pretrain_dataset, sample_crop_box)
 
@@ -22,23 +23,8 @@ from keras_mae.data import (IMAGENET_MEAN, IMAGENET_STD, center_crop_resize, fro
 def _torchvision_boxes(height, width, n, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3), seed=0):
     """(n, 2) crop (h, w) drawn as torchvision's RandomResizedCrop.get_params, in numpy."""
     rng = np.random.RandomState(seed)
-    boxes = []
-    for _ in range(n):
-        for _ in range(10):
-            area = height * width * rng.uniform(*scale)
-            aspect = math.exp(rng.uniform(math.log(ratio[0]), math.log(ratio[1])))
-            w, h = int(round(math.sqrt(area * aspect))), int(round(math.sqrt(area / aspect)))
-            if 0 < w <= width and 0 < h <= height:
-                break
-        else:
-            if width / height < ratio[0]:
-                w, h = width, int(round(width / ratio[0]))
-            elif width / height > ratio[1]:
-                h, w = height, int(round(height * ratio[1]))
-            else:
-                h, w = height, width
-        boxes.append((h, w))
-    return np.array(boxes, np.float64)
+    return np.array([torchvision_crop_box(height, width, rng, scale, ratio)[2:]
+                     for _ in range(n)], np.float64)
 
 
 def _ks(a, b):

@@ -1,0 +1,164 @@
+"""The JPEG-folder setting of `pipeline_throughput.py`: ImageNet-shaped JPEGs through four loaders.
+
+Files: `make_folder` writes JPEGs of ImageNet's typical shape (500x375, a quarter
+of them 375x500) at quality 90, cut at random places, scales and flips from
+the two photographs scikit-learn ships (`load_sample_images`: a temple in
+China and a flower, 427x640 each).
+
+Jobs (`run_job`), each in a fresh process pinned to the first `cores` CPUs:
+- `ours`: `keras_mae.data.pretrain_dataset` on the folder (random resized crop
+  224, scale (0.2, 1), bicubic, flip, normalise), decoding only each crop window;
+- `ours_full_decode`: the same pipeline decoding each whole file, then cropping;
+- `pil`: the official loader's work (`benchmarks/pil_reference.py`) in a pool of
+  `cores` processes, each making whole batches, as DataLoader workers do;
+- `decode`: `tf.io.decode_jpeg` of each whole file in `tf.data`, nothing else
+  (the bound the issue of decoding sets).
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+JOBS = ("ours", "ours_full_decode", "pil", "decode")
+
+
+def make_folder(folder, count, seed=0):
+    """Writes `count` JPEGs into `folder` (kept if it already holds them); returns their paths."""
+    import numpy as np
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    os.makedirs(folder, exist_ok=True)
+    paths = [os.path.join(folder, f"{k:05d}.jpg") for k in range(count)]
+    if all(os.path.exists(p) for p in paths):
+        return paths
+    photos = load_sample_images().images
+    rng = np.random.default_rng(seed)
+    for k, path in enumerate(paths):
+        photo = photos[k % len(photos)]
+        portrait = rng.random() < 0.25
+        aspect = 3 / 4 if portrait else 4 / 3          # width / height
+        fit_h = min(photo.shape[0], photo.shape[1] / aspect)
+        h = int(fit_h * rng.uniform(0.5, 1.0))
+        w = int(h * aspect)
+        top = rng.integers(0, photo.shape[0] - h + 1)
+        left = rng.integers(0, photo.shape[1] - w + 1)
+        image = Image.fromarray(photo[top:top + h, left:left + w])
+        image = image.resize((375, 500) if portrait else (500, 375), Image.BICUBIC)
+        if rng.random() < 0.5:
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        image.save(path, quality=90)
+    return paths
+
+
+def _ours(folder, batch, full_decode):
+    import dataclasses
+
+    from keras_mae.data import load_source, pretrain_dataset
+    from keras_mae.data.sources import crop_element
+
+    source = load_source(folder)
+    if full_decode:
+        decode = source.decode
+        source = dataclasses.replace(
+            source, decode=lambda record, crop_box=None: crop_element(decode(record), crop_box))
+    return iter(pretrain_dataset(source, 224, batch, repeat=True))
+
+
+def _decode(paths, batch):
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).repeat().map(
+        lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    return iter(ds.ragged_batch(batch).prefetch(tf.data.AUTOTUNE))
+
+
+def _pil(paths, batch, cores):
+    import itertools
+    import multiprocessing
+
+    from benchmarks.pil_reference import train_batch
+
+    pool = multiprocessing.get_context("fork").Pool(cores)
+    tasks = (([paths[(i * batch + k) % len(paths)] for k in range(batch)], i)
+             for i in itertools.count())
+    return pool.imap(train_batch, tasks), pool
+
+
+def run_job(job, folder, cores, images, batch=64, warmup_batches=3):
+    """Runs one job in this process (pinned to `cores` CPUs); returns its result dict."""
+    os.sched_setaffinity(0, set(range(cores)))
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    pool = None
+    if job in ("ours", "ours_full_decode"):
+        batches = _ours(folder, batch, job == "ours_full_decode")
+    elif job == "decode":
+        batches = _decode(paths, batch)
+    elif job == "pil":
+        batches, pool = _pil(paths, batch, cores)
+    else:
+        raise ValueError(f"job must be one of {JOBS}. Received: job={job!r}")
+    for _ in range(warmup_batches):
+        next(batches)
+    count, start = 0, time.perf_counter()
+    while count < images:
+        count += int(next(batches).shape[0])
+    seconds = time.perf_counter() - start
+    if pool is not None:
+        pool.terminate()
+    return {"job": job, "cores": cores, "images": count, "seconds": round(seconds, 3),
+            "images_per_s": round(count / seconds, 1)}
+
+
+def run_isolated(job, folder, cores, images):
+    """`run_job` in a fresh Python process; returns its result dict."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+    code = (f"import json; from benchmarks.jpeg_folder import run_job; "
+            f"print('RESULT', json.dumps(run_job({job!r}, {folder!r}, {cores}, {images})))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=1800)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode or not lines:
+        raise RuntimeError(f"job {job} on {cores} cores failed: {proc.stderr[-2000:]}")
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+def summarise(rows):
+    """Median images/s per (job, cores) over the rounds, and the ratios the targets name."""
+    table = {}
+    for row in rows:
+        table.setdefault((row["job"], row["cores"]), []).append(row["images_per_s"])
+    out = []
+    for cores in sorted({c for _, c in table}):
+        rate = {job: median(table[(job, cores)]) for job in JOBS if (job, cores) in table}
+        spread = {job: (min(table[(job, cores)]), max(table[(job, cores)])) for job in rate}
+        out.append({"cores": cores, "rate": rate, "spread": spread,
+                    "ours_over_pil": rate["ours"] / rate["pil"],
+                    "ours_over_decode": rate["ours"] / rate["decode"]})
+    return out
+
+
+def markdown(summary, rounds, count):
+    lines = [f"{count} JPEGs, 500x375 or 375x500, quality 90 (cut from scikit-learn's two sample "
+             f"photographs); random resized crop to 224 px, scale (0.2, 1), bicubic, flip, "
+             f"normalise; batches of 64. Images/s, median of {rounds} rounds (min-max), jobs "
+             "alternated, each in its own process pinned to the cores.", "",
+             "| cores | ours (crop window) | ours (whole file) | PIL reference | bare decode | "
+             "ours / PIL | ours / bare decode |", "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        cell = lambda job: (f"{s['rate'][job]:.0f} ({s['spread'][job][0]:.0f}-"   # noqa: E731
+                            f"{s['spread'][job][1]:.0f})")
+        lines.append(f"| {s['cores']} | {cell('ours')} | {cell('ours_full_decode')} | "
+                     f"{cell('pil')} | {cell('decode')} | {s['ours_over_pil']:.2f}x | "
+                     f"{s['ours_over_decode']:.0%} |")
+    return "\n".join(lines) + "\n"
