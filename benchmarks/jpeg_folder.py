@@ -12,7 +12,8 @@ Jobs (`run_job`), each in a fresh process pinned to the first `cores` CPUs:
 - `pil`: the official loader's work (`benchmarks/pil_reference.py`) in a pool of
   `cores` processes, each making whole batches, as DataLoader workers do;
 - `decode`: `tf.io.decode_jpeg` of each whole file in `tf.data`, nothing else
-  (the bound the issue of decoding sets).
+  (the bound that decoding sets);
+- `profile`: our per-image work stage by stage on one core (`profile`).
 """
 
 import json
@@ -71,10 +72,11 @@ def _ours(folder, batch, full_decode):
 def _decode(paths, batch):
     import tensorflow as tf
 
+    # each image's height leaves the map: the decode runs, no image is copied into a batch
     ds = tf.data.Dataset.from_tensor_slices(paths).repeat().map(
-        lambda p: tf.io.decode_jpeg(tf.io.read_file(p), channels=3),
+        lambda p: tf.shape(tf.io.decode_jpeg(tf.io.read_file(p), channels=3))[0],
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
-    return iter(ds.ragged_batch(batch).prefetch(tf.data.AUTOTUNE))
+    return iter(ds.batch(batch).prefetch(tf.data.AUTOTUNE))
 
 
 def _pil(paths, batch, cores):
@@ -91,6 +93,8 @@ def _pil(paths, batch, cores):
 
 def run_job(job, folder, cores, images, batch=64, warmup_batches=3):
     """Runs one job in this process (pinned to `cores` CPUs); returns its result dict."""
+    if job == "profile":
+        return {"job": job, "cores": 1, "ms_per_image": profile(folder, images, batch)}
     os.sched_setaffinity(0, set(range(cores)))
     paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
     pool = None
@@ -114,11 +118,70 @@ def run_job(job, folder, cores, images, batch=64, warmup_batches=3):
             "images_per_s": round(count / seconds, 1)}
 
 
-def run_isolated(job, folder, cores, images):
+def _stages(paths):
+    """Each stage of our per-image work on top of the one before, as `tf.data` map functions."""
+    import tensorflow as tf
+
+    from keras_mae.data import augment
+    from keras_mae.data.image_files import decode_file
+
+    files = tf.constant(paths)
+
+    def window(i):
+        seed = tf.stack([i, tf.constant(7, tf.int64)])
+        return lambda shape: augment.sample_crop_box(shape, seed, scale=(0.2, 1.0))
+
+    def whole(i):
+        return tf.io.decode_jpeg(tf.io.read_file(files[i]), channels=3)
+
+    def crop(i):
+        contents = tf.io.read_file(files[i])
+        box = window(i)(tf.io.extract_jpeg_shape(contents))
+        return tf.io.decode_and_crop_jpeg(contents, box, channels=3)
+
+    def checked(i):
+        return decode_file(files[i], window(i))
+
+    def resized(i):
+        return augment.resize_crop(checked(i), 224)
+
+    def transformed(i):
+        image = augment.random_flip_left_right(resized(i), tf.stack([i, tf.constant(8, tf.int64)]))
+        return augment.normalize(image, augment.IMAGENET_MEAN, augment.IMAGENET_STD)
+
+    # the bare stages end in a scalar, so that no image is copied into a batch
+    return {"decode whole file": lambda i: tf.shape(whole(i))[0],
+            "decode crop window": lambda i: tf.shape(crop(i))[0],
+            "+ error check naming the file": lambda i: tf.shape(checked(i))[0],
+            "+ bicubic resize to 224": lambda i: tf.reduce_sum(resized(i)[0, 0]),
+            "+ flip and normalise": lambda i: tf.reduce_sum(transformed(i)[0, 0]),
+            "+ batches of 64 (float32)": transformed}
+
+
+def profile(folder, images, batch=64):
+    """Milliseconds per image of each stage of `_stages`, on one core (this process is pinned)."""
+    import tensorflow as tf
+
+    os.sched_setaffinity(0, {0})
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    out = {}
+    for name, stage in _stages(paths).items():
+        ds = tf.data.Dataset.range(len(paths)).repeat().map(
+            stage, num_parallel_calls=tf.data.AUTOTUNE).batch(batch).prefetch(2)
+        batches = iter(ds)
+        next(batches)
+        count, start = 0, time.perf_counter()
+        while count < images:
+            count += int(next(batches).shape[0])
+        out[name] = round(1000 * (time.perf_counter() - start) / count, 3)
+    return out
+
+
+def run_isolated(job, folder, cores, images, batch=64):
     """`run_job` in a fresh Python process; returns its result dict."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-    code = (f"import json; from benchmarks.jpeg_folder import run_job; "
-            f"print('RESULT', json.dumps(run_job({job!r}, {folder!r}, {cores}, {images})))")
+    code = (f"import json; from benchmarks.jpeg_folder import run_job; print('RESULT', "
+            f"json.dumps(run_job({job!r}, {folder!r}, {cores}, {images}, {batch})))")
     proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
                           capture_output=True, text=True, timeout=1800)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -146,6 +209,14 @@ def summarise(rows):
                     "ours_over_pil": rate["ours"] / rate["pil"],
                     "ours_over_decode": rate["ours"] / rate["decode"]})
     return out
+
+
+def profile_markdown(stages):
+    """The per-stage profile as a markdown table."""
+    lines = ["Where the time goes, one core (each stage on top of the one before, ms per image):",
+             "", "| stage | ms/image |", "|---|---|"]
+    lines += [f"| {name} | {ms:.3f} |" for name, ms in stages.items()]
+    return "\n".join(lines) + "\n"
 
 
 def markdown(summary, rounds, count):

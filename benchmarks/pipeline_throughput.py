@@ -72,7 +72,7 @@ def main():
     parser.add_argument("--jpeg-folder", default=os.path.join("/tmp", "keras_mae_jpegs"),
                         help="where the JPEGs are written (kept between runs)")
     parser.add_argument("--jpeg-count", type=int, default=3000)
-    parser.add_argument("--jpeg-images", type=int, default=1280, help="images timed per job")
+    parser.add_argument("--jpeg-images", type=int, default=3000, help="images timed per job")
     parser.add_argument("--cores", default="1,2", help="comma-separated core counts")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -140,10 +140,12 @@ def jpeg_main(args):
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     summary = jpeg_folder.summarise(rows)
-    table = jpeg_folder.markdown(summary, args.rounds, args.jpeg_count)
+    stages = jpeg_folder.run_isolated("profile", args.jpeg_folder, 1, args.jpeg_images)
+    table = (jpeg_folder.markdown(summary, args.rounds, args.jpeg_count) + "\n"
+             + jpeg_folder.profile_markdown(stages["ms_per_image"]))
     print(table)
     with open(args.output, "w") as f:
-        json.dump(dict(rows=rows, summary=summary), f, indent=2)
+        json.dump(dict(rows=rows, summary=summary, profile=stages), f, indent=2)
     import PIL
 
     write_section("pipeline_throughput:jpeg", "JPEG folder: our pipeline, the official loader's "

@@ -14,6 +14,10 @@ Modes:
     shard_batches         under MultiWorkerMirroredStrategy (TF_CONFIG): one epoch of
                           `distribute.input_dataset` over 48 records labelled with their
                           index (global batch 8); reports this worker's labels per step.
+    jax_process_batches   one of 2 JAX processes (JAX_COORDINATOR, JAX_PROCESS_ID): as
+                          shard_batches, under `data_parallel` after
+                          `jax.distributed.initialize`, then one `fit` step on those
+                          batches; reports the labels per step and the loss.
     leave_order           under MultiWorkerMirroredStrategy (TF_CONFIG): `leave_together`,
                           then the other worker takes 2 s more to exit; reports when
                           the chief returned and when the other one exited.
@@ -209,12 +213,53 @@ def shard_batches():
     return 0
 
 
+def jax_process_batches():
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator_address=os.environ["JAX_COORDINATOR"],
+                               num_processes=2, process_id=int(os.environ["JAX_PROCESS_ID"]))
+    import keras
+    import numpy as np
+
+    from keras_mae import data, distribute
+
+    strategy = distribute.get_strategy("data_parallel")
+    rng = np.random.RandomState(0)
+    records = ((rng.rand(48, 32, 32, 3) * 255).astype(np.uint8), np.arange(48))
+
+    def build(num_shards, shard_index):
+        return data.labeled_dataset(records, 32, 8, training=True, seed=3, epoch=1,
+                                    num_shards=num_shards, shard_index=shard_index,
+                                    reshuffle_each_iteration=False)
+
+    steps = [[int(v) for v in labels.numpy()]
+             for _, labels in distribute.input_dataset(strategy, build, 8)]
+    keras.utils.set_random_seed(0)
+    model = fixed_noise_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    images = distribute.input_dataset(strategy, lambda n, i: build(n, i).map(
+        lambda x, y: {"images": x, "noise": tf_noise(x)}), 8)
+    history = model.fit(images, epochs=1, steps_per_epoch=2, verbose=0)
+    report(process=jax.process_index(), steps=steps, loss=float(history.history["loss"][-1]),
+           auto_shard=strategy.auto_shard_dataset)
+    return 0
+
+
+def tf_noise(images):
+    """Masking noise read off each image (16 pixels of its first channel): the same image gets
+    the same mask however the global batch is split."""
+    import tensorflow as tf
+
+    return tf.reshape(images[:, ::8, ::8, 0], [-1, 16])
+
+
 def main(argv):
     mode = argv[0]
     if mode == "pretrain_crash":
         return pretrain_crash(int(argv[1]), argv[2:])
     {"tf_mirrored": tf_mirrored, "jax_step": jax_step, "leave_order": leave_order,
-     "shard_batches": shard_batches}[mode]()
+     "shard_batches": shard_batches, "jax_process_batches": jax_process_batches}[mode]()
     return 0
 
 

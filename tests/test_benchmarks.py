@@ -317,3 +317,39 @@ def test_augment_comparison_runs_every_candidate():
     ratios = augment.ratios(results)
     assert ratios["cutmix/keras"] == round(results["cutmix/keras"] / results["mixup_cutmix/ours"], 3)
     assert set(ratios) == {name for name in results if "/keras" in name}
+
+
+def test_results_sections_are_replaced_in_place_and_stamped(tmp_path):
+    from benchmarks.results import write_section
+
+    path = str(tmp_path / "RESULTS.md")
+    write_section("a", "First", "| x |\n|---|\n| 1 |\n", command="python a.py", path=path)
+    write_section("b", "Second", "text b\n", command="python b.py", path=path)
+    write_section("a", "First again", "| x |\n|---|\n| 2 |\n", command="python a.py --new",
+                  versions={"TensorFlow": "9.9"}, path=path)
+    text = open(path).read()
+    assert text.count("<!-- begin a -->") == 1 and text.count("<!-- end a -->") == 1
+    assert "| 1 |" not in text and "| 2 |" in text and "First again" in text
+    assert text.index("<!-- begin a -->") < text.index("<!-- begin b -->")   # kept its place
+    assert "`python a.py --new`" in text and "TensorFlow 9.9" in text and "text b" in text
+
+
+def test_jpeg_benchmark_jobs_run_and_the_summary_takes_each_jobs_median(tmp_path):
+    from benchmarks import jpeg_folder
+
+    paths = jpeg_folder.make_folder(str(tmp_path / "jpegs"), 6)
+    assert len(paths) == 6
+    from PIL import Image
+    sizes = {Image.open(p).size for p in paths}
+    assert sizes <= {(500, 375), (375, 500)}
+    for job in jpeg_folder.JOBS:
+        row = jpeg_folder.run_isolated(job, str(tmp_path / "jpegs"), 1, 8, batch=4)
+        assert row["job"] == job and row["images"] >= 8 and row["images_per_s"] > 0
+    rows = [dict(job=job, cores=1, images_per_s=rate * (1 + k))
+            for k in range(3) for job, rate in zip(jpeg_folder.JOBS, (300, 280, 100, 320))]
+    (summary,) = jpeg_folder.summarise(rows)
+    assert summary["rate"]["ours"] == 600 and summary["spread"]["pil"] == (100, 300)
+    assert summary["ours_over_pil"] == 3.0 and summary["ours_over_decode"] == 300 / 320
+    table = jpeg_folder.markdown([summary], 3, 6)
+    assert "| 1 | 600 (300-900) | 560 (280-840) | 200 (100-300) | 640 (320-960) | 3.00x | 94% |" \
+        in table

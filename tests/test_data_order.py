@@ -142,3 +142,14 @@ def test_a_worker_never_reads_the_other_workers_files(tmp_path):
 def test_bad_order_arguments_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         pretrain_dataset(_indexed(40)[0], 4, 8, **kwargs)
+
+
+def test_a_per_epoch_pipeline_depends_on_seed_and_epoch_alone():
+    x, y = _indexed(64)
+    orders = []
+    for global_seed in (1, 2):
+        tf.random.set_seed(global_seed)   # as keras.utils.set_random_seed does
+        orders.append(_labels(labeled_dataset((x, y), 4, 8, training=True, seed=5, epoch=2,
+                                              reshuffle_each_iteration=False)))
+    np.testing.assert_array_equal(orders[0], orders[1])
+    assert sorted(orders[0]) == list(range(64)) and (orders[0] != np.arange(64)).any()

@@ -318,6 +318,58 @@ def test_jax_data_parallel_step_equals_single_device_step(tmp_path):
 
 
 @jax_only
+def test_jax_processes_each_read_their_half_and_train_on_the_global_batches(tmp_path):
+    from distribute_worker import fixed_noise_model, tf_noise
+
+    from keras_mae import data
+
+    (tmp_path / "tmp").mkdir()
+    port = free_ports(1)[0]
+    procs = []
+    for index in range(2):
+        env = worker_env("jax", tmp_path / "tmp", JAX_COORDINATOR=f"127.0.0.1:{port}",
+                         JAX_PROCESS_ID=str(index))
+        log = open(tmp_path / f"jax_{index}.log", "w+")
+        procs.append((subprocess.Popen([sys.executable, WORKER, "jax_process_batches"], env=env,
+                                       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
+    results = {}
+    try:
+        for proc, log in procs:
+            proc.wait(timeout=300)
+    finally:
+        for proc, log in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            log.seek(0)
+            text = log.read()
+            lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
+            assert proc.returncode == 0 and lines, text[-3000:]
+            result = json.loads(lines[-1][len("RESULT "):])
+            results[result["process"]] = result
+    rng = np.random.RandomState(0)
+    records = ((rng.rand(48, 32, 32, 3) * 255).astype(np.uint8), np.arange(48))
+    one = data.labeled_dataset(records, 32, 8, training=True, seed=3, epoch=1,
+                               reshuffle_each_iteration=False)
+    expected = [labels.numpy().tolist() for _, labels in one]
+    assert not results[0]["auto_shard"]
+    for process in (0, 1):   # each process reads 24 records, none twice
+        read = [v for step in results[process]["steps"] for v in step]
+        assert len(read) == len(set(read)) == 24
+    for s, batch in enumerate(expected):
+        assert results[0]["steps"][s] + results[1]["steps"][s] == batch
+    # one process fitting the global batches ends where the two processes end
+    keras.utils.set_random_seed(0)
+    model = fixed_noise_model()
+    model.compile(optimizer=keras.optimizers.SGD(0.1))
+    history = model.fit(one.map(lambda x, y: {"images": x, "noise": tf_noise(x)}), epochs=1,
+                        steps_per_epoch=2, verbose=0)
+    for process in (0, 1):
+        np.testing.assert_allclose(results[process]["loss"], history.history["loss"][-1],
+                                   rtol=1e-5)
+
+
+@jax_only
 def test_jax_default_installs_no_distribution():
     assert distribute.get_strategy("default") is None
     assert keras.distribution.distribution() is None

@@ -67,8 +67,9 @@ def _channel_converter_rgb(image, num_channels):
 def _prepare(source, batch_size, drop_remainder, repeat):
     """Loads the source and checks it can fill at least one batch."""
     source = load_source(source) if not isinstance(source, Source) else source
-    if (drop_remainder and not repeat and source.num_examples is not None
-            and source.num_examples < batch_size):
+    # a source read by index never fills a batch across two epochs, even repeated
+    if (drop_remainder and (not repeat or source.table is not None)
+            and source.num_examples is not None and source.num_examples < batch_size):
         raise ValueError(f"batch_size={batch_size} exceeds the {source.num_examples} "
                          f"examples of {source.name!r}: with drop_remainder=True "
                          "the dataset would be empty")
@@ -134,9 +135,11 @@ def _indexed(source, batch_size, seed, shuffle, drop_remainder, repeat, transfor
             tf.data.Dataset.counter(epoch)
         return count.flat_map(lambda e: one_epoch(salt, e))
 
-    # one draw per pass: a new pass over the pipeline is a new permutation
-    # unless reshuffle is False
-    salt = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=reshuffle).take(1)
+    # reshuffling: one draw per pass (a new pass is a new permutation; the draws follow
+    # TensorFlow's global seed too); else every pass is the epoch's order, from
+    # (seed, epoch) alone
+    salt = (tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).take(1)
+            if reshuffle else tf.data.Dataset.from_tensors(tf.constant(0, tf.int64)))
     ds = salt.flat_map(epochs)
     ds = ds.map(lambda index, example_seed: transform(
         lambda crop_box=None: source.read(index, crop_box), example_seed),
@@ -245,10 +248,12 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         mean: per-channel normalisation mean on the 0-1 scale.
         std: per-channel normalisation std on the 0-1 scale.
         reshuffle_each_iteration: each new pass over the dataset draws a new
-            order and new crops (True), or every pass repeats the first (False:
-            for a dataset built per epoch with an epoch seed, so that a pass
-            that Keras starts only to peek at a batch cannot change the data
-            of a resumed run).
+            order and new crops (True; the draws also follow TensorFlow's
+            global seed, `keras.utils.set_random_seed`), or every pass is the
+            order and crops of ``(seed, epoch)`` alone (False: for a dataset
+            built per epoch, so that a pass that Keras starts only to peek at
+            a batch cannot change the data of a resumed run, and every process
+            of a cluster reads the same order).
         extra_augment: optional Keras or keras-cv augmentation layer (or any
             callable), see `check_extra_augment`.
         epoch: the epoch of the first pass, int >= 0 (its permutation and
@@ -292,7 +297,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     shuffle_buffer=10000, drop_remainder=None, repeat=False,
                     num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
                     mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD,
-                    extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0):
+                    extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0,
+                    reshuffle_each_iteration=True):
     """(images, labels) batches for fine-tuning, linear probing or evaluation.
 
     With ``training=True`` examples are shuffled, randomly resized-cropped
@@ -319,7 +325,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         std: per-channel normalisation std on the 0-1 scale.
         extra_augment: optional Keras or keras-cv augmentation layer (or any
             callable) for ``training=True``, see `check_extra_augment`.
-        epoch, start_step, num_shards, shard_index: as `pretrain_dataset`.
+        epoch, start_step, num_shards, shard_index, reshuffle_each_iteration: as
+            `pretrain_dataset`.
 
     Returns:
         ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
@@ -357,8 +364,9 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         return _augment.normalize(image, mean, std), element["labels"]
 
     return _build(source, batch_size, seed, shuffle_buffer if training else 0,
-                  drop_remainder, repeat, transform, epoch=epoch, start_step=start_step,
-                  num_shards=num_shards, shard_index=shard_index)
+                  drop_remainder, repeat, transform, reshuffle=reshuffle_each_iteration,
+                  epoch=epoch, start_step=start_step, num_shards=num_shards,
+                  shard_index=shard_index)
 
 
 def labeled_arrays(source, image_size, num_channels=3, crop_pct=0.875, batch_size=500):
