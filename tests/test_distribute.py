@@ -163,15 +163,20 @@ def pretrain_args(npz, out):
             "--strategy", "multi_worker", "--output-dir", str(out)]
 
 
-def run_pair(command, tmp_path, name, timeout=300):
-    """Runs `command` as two MultiWorkerMirroredStrategy workers; returns [(returncode, log)]."""
-    ports = free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+def run_pair(command, tmp_path, name, timeout=300, envs=None):
+    """Runs `command` as two processes; returns [(returncode, log)].
+
+    `envs`: each process's environment; by default two MultiWorkerMirroredStrategy
+    workers (TF_CONFIG on two free local ports).
+    """
+    if envs is None:
+        ports = free_ports(2)
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+        envs = [worker_env("tensorflow", tmp_path / "tmp", TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}})) for index in range(2)]
     procs = []
-    for index in range(2):
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+    for index, env in enumerate(envs):
         log = open(tmp_path / f"{name}_{index}.log", "w+")
-        env = worker_env("tensorflow", tmp_path / "tmp", TF_CONFIG=tf_config)
         procs.append((subprocess.Popen(command, env=env, cwd=ROOT, stdout=log,
                                        stderr=subprocess.STDOUT, text=True), log))
     results = []
@@ -208,15 +213,16 @@ def test_leave_together_returns_at_once_without_workers():
     assert distribute.leave_together(distribute.get_strategy("default")) == 1
 
 
-def pair_results(mode, tmp_path):
-    """Runs a worker mode as a pair of TF workers; returns {is chief: its RESULT dict}."""
+def pair_results(mode, tmp_path, key="chief", envs=None):
+    """Runs a worker mode as a pair (of TF workers by default); returns {result[key]: RESULT dict}."""
     (tmp_path / "tmp").mkdir()
     results = {}
-    for code, log in run_pair([sys.executable, WORKER, mode], tmp_path, mode, timeout=240):
+    for code, log in run_pair([sys.executable, WORKER, mode], tmp_path, mode, timeout=240,
+                              envs=envs):
         lines = [line for line in log.splitlines() if line.startswith("RESULT ")]
         assert code == 0 and lines, log[-3000:]
         result = json.loads(lines[-1][len("RESULT "):])
-        results[result["chief"]] = result
+        results[result[key]] = result
     return results
 
 
@@ -323,30 +329,10 @@ def test_jax_processes_each_read_their_half_and_train_on_the_global_batches(tmp_
 
     from keras_mae import data
 
-    (tmp_path / "tmp").mkdir()
     port = free_ports(1)[0]
-    procs = []
-    for index in range(2):
-        env = worker_env("jax", tmp_path / "tmp", JAX_COORDINATOR=f"127.0.0.1:{port}",
-                         JAX_PROCESS_ID=str(index))
-        log = open(tmp_path / f"jax_{index}.log", "w+")
-        procs.append((subprocess.Popen([sys.executable, WORKER, "jax_process_batches"], env=env,
-                                       cwd=ROOT, stdout=log, stderr=subprocess.STDOUT), log))
-    results = {}
-    try:
-        for proc, log in procs:
-            proc.wait(timeout=300)
-    finally:
-        for proc, log in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            log.seek(0)
-            text = log.read()
-            lines = [line for line in text.splitlines() if line.startswith("RESULT ")]
-            assert proc.returncode == 0 and lines, text[-3000:]
-            result = json.loads(lines[-1][len("RESULT "):])
-            results[result["process"]] = result
+    envs = [worker_env("jax", tmp_path / "tmp", JAX_COORDINATOR=f"127.0.0.1:{port}",
+                       JAX_PROCESS_ID=str(index)) for index in range(2)]
+    results = pair_results("jax_process_batches", tmp_path, key="process", envs=envs)
     rng = np.random.RandomState(0)
     records = ((rng.rand(48, 32, 32, 3) * 255).astype(np.uint8), np.arange(48))
     one = data.labeled_dataset(records, 32, 8, training=True, seed=3, epoch=1,
