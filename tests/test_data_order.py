@@ -153,3 +153,27 @@ def test_a_per_epoch_pipeline_depends_on_seed_and_epoch_alone():
                                               reshuffle_each_iteration=False)))
     np.testing.assert_array_equal(orders[0], orders[1])
     assert sorted(orders[0]) == list(range(64)) and (orders[0] != np.arange(64)).any()
+
+
+def test_tfds_files_are_read_in_a_seeded_order_and_split_among_workers(tmp_path):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from benchmarks.stream_class_mix import classes_per_batch, sorted_builder
+
+    builder = sorted_builder(8, 16, shuffled=False)(data_dir=str(tmp_path))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(num_shards=8))
+    source = load_source(f"tfds:{builder.name}", data_dir=str(tmp_path))
+    in_order = _labels(labeled_dataset(source, 2, 16, training=True, shuffle_buffer=0))
+    np.testing.assert_array_equal(in_order, np.repeat(np.arange(8), 16))   # written sorted
+    mixed = _labels(labeled_dataset(source, 2, 16, training=True, shuffle_buffer=4, seed=1))
+    assert sorted(mixed) == sorted(in_order)
+    assert np.mean(classes_per_batch(mixed, 16)) > 4   # 8 files read at once
+    again = _labels(labeled_dataset(source, 2, 16, training=True, shuffle_buffer=4, seed=1))
+    other = _labels(labeled_dataset(source, 2, 16, training=True, shuffle_buffer=4, seed=2))
+    np.testing.assert_array_equal(again, mixed)
+    assert (other != mixed).any()
+    # two workers read disjoint files, half a batch each
+    shards = [list(labeled_dataset(source, 2, 16, training=True, shuffle_buffer=4, seed=1,
+                                   num_shards=2, shard_index=w)) for w in range(2)]
+    assert all(labels.shape == (8,) for shard in shards for _, labels in shard)
+    read = [set(np.concatenate([labels.numpy() for _, labels in shard])) for shard in shards]
+    assert not read[0] & read[1] and read[0] | read[1] == set(range(8))

@@ -6,8 +6,13 @@ or the tensors directly to a TensorFlow-backend model.
 
 Order: a source read by index (arrays, ``.npz`` files, digits, image folders)
 is visited in a full permutation of all its records every epoch, drawn from
-``seed`` and the epoch (`keras_mae.data.order`); a stream (a TFDS split, a
-``tf.data.Dataset``) is shuffled in a buffer of ``shuffle_buffer`` records.
+``seed`` and the epoch (`keras_mae.data.order`); a stream is shuffled in a
+buffer of ``shuffle_buffer`` records, after (for a TFDS split) reading its
+files in a seeded order, 16 at a time, one record from each in turn. A buffer
+mixes only records that lie close together in the stream: TFDS shuffles the
+records of a split when it writes them, so its files are already in random
+order; a stream sorted by class stays nearly sorted
+(`benchmarks/stream_class_mix.py` measures both).
 Determinism: the order and every per-example augmentation are derived from
 ``seed``; two pipelines built with the same arguments yield identical batches,
 and iterating the same pipeline again (a new epoch) draws a new permutation and
@@ -15,7 +20,10 @@ new crops, reproducibly.
 
 Many workers: with ``num_shards`` > 1 a pipeline yields worker
 ``shard_index``'s share of every global batch, and reads (and decodes) only
-those records; the global batches are the same for any number of workers.
+those records; the global batches are the same for any number of workers. A
+TFDS split with at least ``num_shards`` files is split by files (each worker
+reads its own files; the batches then depend on the number of workers); other
+streams are read whole by every worker, which keeps its part of each batch.
 """
 
 import numpy as np
@@ -150,9 +158,15 @@ def _indexed(source, batch_size, seed, shuffle, drop_remainder, repeat, transfor
 
 def _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat, transform,
             reshuffle, epoch, start_step, num_shards, shard_index):
-    """A source without random access: a shuffle buffer; every shard reads the whole stream."""
+    """A source without random access: a shuffle buffer after a seeded file order (TFDS).
+
+    Every shard reads the whole stream and keeps its part of each batch, unless
+    the source's files can be split among the shards.
+    """
     seed = seed if epoch == 0 else (seed * 1_000_003 + epoch) % 2**63
-    ds = source.dataset
+    ds, sharded = source.dataset, False
+    if shuffle_buffer > 1 and source.reader is not None:
+        ds, sharded = source.reader(seed, reshuffle, num_shards, shard_index)
     if shuffle_buffer > 1:
         ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=reshuffle)
     if repeat:
@@ -165,11 +179,12 @@ def _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat, tr
         return transform(lambda crop_box=None: crop_element(element, crop_box), example_seed)
 
     ds = ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder,
-                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size // num_shards if sharded else batch_size,
+                  drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE,
+                  deterministic=True)
     if start_step:
         ds = ds.skip(start_step)
-    if num_shards > 1:
+    if num_shards > 1 and not sharded:
         per_shard = batch_size // num_shards
         part = slice(shard_index * per_shard, (shard_index + 1) * per_shard)
         ds = ds.map(lambda *batch: tf.nest.map_structure(lambda t: t[part], batch)

@@ -41,6 +41,10 @@ class Source:
             None when the rows are that form.
         skipped: ``(path, problem)`` of each file left out because it cannot
             be decoded (``skip_bad_images=True``).
+        reader: for a stream stored in several files (TFDS), a function
+            ``(seed, reshuffle, num_shards, shard_index) -> (dataset, sharded)``
+            reading the files in a seeded order (and, when ``sharded``, only
+            this worker's files), else None.
     """
 
     dataset: tf.data.Dataset
@@ -52,6 +56,7 @@ class Source:
     decode: Optional[Callable] = dataclasses.field(
         default=None, repr=False, compare=False)
     skipped: Tuple[Tuple[str, str], ...] = ()
+    reader: Optional[Callable] = dataclasses.field(default=None, repr=False, compare=False)
 
     @property
     def has_labels(self):
@@ -401,8 +406,28 @@ def _tfds(name, split, data_dir):
         num_examples = info.splits[split].num_examples
     except (KeyError, ValueError, TypeError):
         num_examples = None
+    try:
+        num_files = len(info.splits[split].file_instructions)
+    except (KeyError, ValueError, TypeError):
+        num_files = 1
+
+    def reader(seed, reshuffle, num_shards=1, shard_index=0):
+        # files in a seeded order, 16 read at once one record at a time; a worker
+        # reads only its files when there are enough of them
+        context = None
+        if num_shards > 1 and num_files >= num_shards:
+            context = tf.distribute.InputContext(num_input_pipelines=num_shards,
+                                                 input_pipeline_id=shard_index)
+        config = tfds.ReadConfig(shuffle_seed=seed, shuffle_reshuffle_each_iteration=reshuffle,
+                                 interleave_cycle_length=16, interleave_block_length=1,
+                                 input_context=context, enable_ordering_guard=False)
+        files = tfds.load(name, split=split, data_dir=data_dir, download=False, try_gcs=False,
+                          shuffle_files=True, read_config=config)
+        return files.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE), context is not None
+
     return Source(ds.map(to_dict, num_parallel_calls=tf.data.AUTOTUNE),
-                  num_examples, num_classes, image_shape, f"tfds:{name}[{split}]")
+                  num_examples, num_classes, image_shape, f"tfds:{name}[{split}]",
+                  reader=reader)
 
 
 def _tfds_keys(features, name):
