@@ -1,14 +1,16 @@
-"""The JPEG-folder setting of `pipeline_throughput.py`: ImageNet-shaped JPEGs through four loaders.
+"""The JPEG-folder setting of `pipeline_throughput.py`: folders of JPEGs through four loaders.
 
-Files: `make_folder` writes JPEGs of ImageNet's typical shape (500x375, a quarter
-of them 375x500) at quality 90, cut at random places, scales and flips from
-the two photographs scikit-learn ships (`load_sample_images`: a temple in
-China and a flower, 427x640 each).
+Files: `make_folder` writes JPEGs at quality 90, cut at random places, scales
+and flips from the two photographs scikit-learn ships (`load_sample_images`: a
+temple in China and a flower, 427x640 each), resized to one shape (a quarter of
+them turned to portrait). `SETTINGS`: ImageNet's typical 500x375, and a
+camera's 2000x1500.
 
 Jobs (`run_job`), each in a fresh process pinned to the first `cores` CPUs:
 - `ours`: `keras_mae.data.pretrain_dataset` on the folder (random resized crop
-  224, scale (0.2, 1), bicubic, flip, normalise), decoding only each crop window;
-- `ours_full_decode`: the same pipeline decoding each whole file, then cropping;
+  224, scale (0.2, 1), bicubic, flip, normalise); files above
+  `WINDOW_DECODE_MIN_BYTES` decode only their crop window;
+- `ours_full_decode`: the same pipeline decoding every whole file, then cropping;
 - `pil`: the official loader's work (`benchmarks/pil_reference.py`) in a pool of
   `cores` processes, each making whole batches, as DataLoader workers do;
 - `decode`: `tf.io.decode_jpeg` of each whole file in `tf.data`, nothing else
@@ -24,10 +26,13 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOBS = ("ours", "ours_full_decode", "pil", "decode")
+# name: (width, height, files, core counts, images timed per job)
+SETTINGS = {"imagenet": ((500, 375), 3000, (1, 2), 3000),
+            "camera": ((2000, 1500), 300, (2,), 600)}
 
 
-def make_folder(folder, count, seed=0):
-    """Writes `count` JPEGs into `folder` (kept if it already holds them); returns their paths."""
+def make_folder(folder, count, size=(500, 375), seed=0):
+    """Writes `count` JPEGs of `size` (width, height) into `folder` (kept if already there); returns their paths."""
     import numpy as np
     from PIL import Image
     from sklearn.datasets import load_sample_images
@@ -48,7 +53,7 @@ def make_folder(folder, count, seed=0):
         top = rng.integers(0, photo.shape[0] - h + 1)
         left = rng.integers(0, photo.shape[1] - w + 1)
         image = Image.fromarray(photo[top:top + h, left:left + w])
-        image = image.resize((375, 500) if portrait else (500, 375), Image.BICUBIC)
+        image = image.resize(size[::-1] if portrait else size, Image.BICUBIC)
         if rng.random() < 0.5:
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         image.save(path, quality=90)
@@ -197,15 +202,16 @@ def median(values):
 
 
 def summarise(rows):
-    """Median images/s per (job, cores) over the rounds, and the ratios the targets name."""
+    """Median images/s per (setting, cores, job) over the rounds, and the ratios the targets name."""
     table = {}
     for row in rows:
-        table.setdefault((row["job"], row["cores"]), []).append(row["images_per_s"])
+        table.setdefault((row["setting"], row["cores"]), {}).setdefault(
+            row["job"], []).append(row["images_per_s"])
     out = []
-    for cores in sorted({c for _, c in table}):
-        rate = {job: median(table[(job, cores)]) for job in JOBS if (job, cores) in table}
-        spread = {job: (min(table[(job, cores)]), max(table[(job, cores)])) for job in rate}
-        out.append({"cores": cores, "rate": rate, "spread": spread,
+    for (setting, cores), jobs in table.items():
+        rate = {job: median(jobs[job]) for job in JOBS if job in jobs}
+        spread = {job: (min(jobs[job]), max(jobs[job])) for job in rate}
+        out.append({"setting": setting, "cores": cores, "rate": rate, "spread": spread,
                     "ours_over_pil": rate["ours"] / rate["pil"],
                     "ours_over_decode": rate["ours"] / rate["decode"]})
     return out
@@ -219,17 +225,19 @@ def profile_markdown(stages):
     return "\n".join(lines) + "\n"
 
 
-def markdown(summary, rounds, count):
-    lines = [f"{count} JPEGs, 500x375 or 375x500, quality 90 (cut from scikit-learn's two sample "
-             f"photographs); random resized crop to 224 px, scale (0.2, 1), bicubic, flip, "
-             f"normalise; batches of 64. Images/s, median of {rounds} rounds (min-max), jobs "
-             "alternated, each in its own process pinned to the cores.", "",
-             "| cores | ours (crop window) | ours (whole file) | PIL reference | bare decode | "
-             "ours / PIL | ours / bare decode |", "|---|---|---|---|---|---|---|"]
+def markdown(summary, rounds):
+    lines = ["JPEGs at quality 90 cut from scikit-learn's two sample photographs (a quarter "
+             "portrait): `imagenet` 3000 of 500x375 (about 50 KB), `camera` 300 of 2000x1500 "
+             "(about 390 KB); random resized crop to 224 px, scale (0.2, 1), bicubic, flip, "
+             f"normalise; batches of 64. Images/s, median of {rounds} rounds (min-max), the jobs' "
+             "order rotated, each in its own process pinned to the cores. `ours` decodes only the "
+             "crop window of files above 256 KB; `whole file` always decodes all of it.", "",
+             "| files | cores | ours | ours, whole file | PIL reference | bare decode | "
+             "ours / PIL | ours / bare decode |", "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         cell = lambda job: (f"{s['rate'][job]:.0f} ({s['spread'][job][0]:.0f}-"   # noqa: E731
                             f"{s['spread'][job][1]:.0f})")
-        lines.append(f"| {s['cores']} | {cell('ours')} | {cell('ours_full_decode')} | "
+        lines.append(f"| {s['setting']} | {s['cores']} | {cell('ours')} | {cell('ours_full_decode')} | "
                      f"{cell('pil')} | {cell('decode')} | {s['ours_over_pil']:.2f}x | "
                      f"{s['ours_over_decode']:.0%} |")
     return "\n".join(lines) + "\n"

@@ -70,10 +70,7 @@ def main():
     parser.add_argument("--jpeg", action="store_true",
                         help="the JPEG-folder setting only (benchmarks/jpeg_folder.py)")
     parser.add_argument("--jpeg-folder", default=os.path.join("/tmp", "keras_mae_jpegs"),
-                        help="where the JPEGs are written (kept between runs)")
-    parser.add_argument("--jpeg-count", type=int, default=3000)
-    parser.add_argument("--jpeg-images", type=int, default=3000, help="images timed per job")
-    parser.add_argument("--cores", default="1,2", help="comma-separated core counts")
+                        help="where the JPEG folders are written (kept between runs)")
     parser.add_argument("--rounds", type=int, default=4)
     args = parser.parse_args()
 
@@ -127,31 +124,33 @@ def jpeg_main(args):
     from benchmarks import jpeg_folder
     from benchmarks.results import write_section
 
-    jpeg_folder.make_folder(args.jpeg_folder, args.jpeg_count)
-    cores = [int(c) for c in args.cores.split(",")]
+    folders = {}
+    for setting, (size, count, _, _) in jpeg_folder.SETTINGS.items():
+        folders[setting] = os.path.join(args.jpeg_folder, setting)
+        jpeg_folder.make_folder(folders[setting], count, size)
     rows = []
     # a first job ran slow in every trial (the files' first reads): one is run and dropped
-    jpeg_folder.run_isolated("decode", args.jpeg_folder, max(cores), args.jpeg_images)
+    jpeg_folder.run_isolated("decode", folders["imagenet"], 2, 1000)
     for round_index in range(args.rounds):
-        for count in cores:
-            # rotate the jobs' order from round to round: each leads one round in four
-            shift = round_index % len(jpeg_folder.JOBS)
-            jobs = jpeg_folder.JOBS[shift:] + jpeg_folder.JOBS[:shift]
-            for job in jobs:
-                row = jpeg_folder.run_isolated(job, args.jpeg_folder, count, args.jpeg_images)
-                row["round"] = round_index
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+        for setting, (_, _, cores, images) in jpeg_folder.SETTINGS.items():
+            for count in cores:
+                # rotate the jobs' order from round to round: each leads one round in four
+                shift = round_index % len(jpeg_folder.JOBS)
+                for job in jpeg_folder.JOBS[shift:] + jpeg_folder.JOBS[:shift]:
+                    row = jpeg_folder.run_isolated(job, folders[setting], count, images)
+                    row.update(setting=setting, round=round_index)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
     summary = jpeg_folder.summarise(rows)
-    stages = jpeg_folder.run_isolated("profile", args.jpeg_folder, 1, args.jpeg_images)
-    table = (jpeg_folder.markdown(summary, args.rounds, args.jpeg_count) + "\n"
+    stages = jpeg_folder.run_isolated("profile", folders["imagenet"], 1, 3000)
+    table = (jpeg_folder.markdown(summary, args.rounds) + "\n"
              + jpeg_folder.profile_markdown(stages["ms_per_image"]))
     print(table)
     with open(args.output, "w") as f:
         json.dump(dict(rows=rows, summary=summary, profile=stages), f, indent=2)
     import PIL
 
-    write_section("pipeline_throughput:jpeg", "JPEG folder: our pipeline, the official loader's "
+    write_section("pipeline_throughput:jpeg", "JPEG folders: our pipeline, the official loader's "
                   "work in PIL, the bare decoder", table,
                   versions={"TensorFlow": tf.__version__, "Pillow": PIL.__version__})
     print(f"wrote {args.output} and benchmarks/RESULTS.md")

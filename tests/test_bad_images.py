@@ -135,7 +135,13 @@ def test_recipe_names_a_bad_file_or_skips_and_lists_it(tmp_path):
     assert "7 images" in skipped.stdout
 
 
-def test_jpeg_crops_decode_only_the_window_and_equal_cropping_the_whole_image(tmp_path):
+@pytest.mark.parametrize("window_above", [0, None])   # every JPEG by its window; the default
+def test_jpeg_crops_decode_only_the_window_and_equal_cropping_the_whole_image(
+        tmp_path, monkeypatch, window_above):
+    from keras_mae.data import image_files
+
+    if window_above is not None:
+        monkeypatch.setattr(image_files, "WINDOW_DECODE_MIN_BYTES", window_above)
     for k in range(12):
         Image.fromarray(_photo(k, size=(60, 80))).save(tmp_path / f"{k:02d}.jpg", quality=90)
     Image.fromarray(_photo(99, size=(60, 80))).save(tmp_path / "12.png")

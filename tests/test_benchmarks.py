@@ -337,7 +337,7 @@ def test_results_sections_are_replaced_in_place_and_stamped(tmp_path):
 def test_jpeg_benchmark_jobs_run_and_the_summary_takes_each_jobs_median(tmp_path):
     from benchmarks import jpeg_folder
 
-    paths = jpeg_folder.make_folder(str(tmp_path / "jpegs"), 6)
+    paths = jpeg_folder.make_folder(str(tmp_path / "jpegs"), 6, size=(500, 375))
     assert len(paths) == 6
     from PIL import Image
     sizes = {Image.open(p).size for p in paths}
@@ -345,11 +345,14 @@ def test_jpeg_benchmark_jobs_run_and_the_summary_takes_each_jobs_median(tmp_path
     for job in jpeg_folder.JOBS:
         row = jpeg_folder.run_isolated(job, str(tmp_path / "jpegs"), 1, 8, batch=4)
         assert row["job"] == job and row["images"] >= 8 and row["images_per_s"] > 0
-    rows = [dict(job=job, cores=1, images_per_s=rate * (1 + k))
-            for k in range(3) for job, rate in zip(jpeg_folder.JOBS, (300, 280, 100, 320))]
-    (summary,) = jpeg_folder.summarise(rows)
-    assert summary["rate"]["ours"] == 600 and summary["spread"]["pil"] == (100, 300)
-    assert summary["ours_over_pil"] == 3.0 and summary["ours_over_decode"] == 300 / 320
-    table = jpeg_folder.markdown([summary], 3, 6)
-    assert "| 1 | 600 (300-900) | 560 (280-840) | 200 (100-300) | 640 (320-960) | 3.00x | 94% |" \
-        in table
+    rows = [dict(setting=setting, job=job, cores=1, images_per_s=rate * (1 + k) * scale)
+            for setting, scale in (("imagenet", 1), ("camera", 0.1)) for k in range(3)
+            for job, rate in zip(jpeg_folder.JOBS, (300, 280, 100, 320))]
+    summary = jpeg_folder.summarise(rows)
+    assert [s["setting"] for s in summary] == ["imagenet", "camera"]
+    assert summary[0]["rate"]["ours"] == 600 and summary[0]["spread"]["pil"] == (100, 300)
+    assert summary[0]["ours_over_pil"] == 3.0 and summary[0]["ours_over_decode"] == 300 / 320
+    assert summary[1]["rate"]["ours"] == 60
+    table = jpeg_folder.markdown(summary, 3)
+    assert ("| imagenet | 1 | 600 (300-900) | 560 (280-840) | 200 (100-300) | 640 (320-960) | "
+            "3.00x | 94% |") in table

@@ -18,6 +18,10 @@ import tensorflow as tf
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
+# JPEG files larger than this decode only their crop window: faster for camera-sized photos,
+# slower for ImageNet-sized ones (`benchmarks/pipeline_throughput.py --jpeg`).
+WINDOW_DECODE_MIN_BYTES = 256 * 1024
+
 # Leading bytes of the formats tf.io.decode_image reads.
 _SIGNATURES = ((b"\x89PNG", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"BM", "BMP"), (b"GIF8", "GIF"))
 
@@ -48,23 +52,25 @@ def _problem(contents):
     return tf.where(tf.strings.length(contents) == 0, "empty file", reason)
 
 
-def _decode(contents, crop_box):
-    """uint8 RGB of `contents`, only the window `crop_box(shape)` when given (top, left, h, w)."""
-    if crop_box is None:
-        return tf.io.decode_image(contents, channels=3, expand_animations=False)
+def _crop(image, crop_box):
+    box = crop_box(tf.shape(image))
+    return image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]]
 
-    def jpeg():
-        # only the window's blocks are decoded
-        box = crop_box(tf.io.extract_jpeg_shape(contents))
-        return tf.io.decode_and_crop_jpeg(contents, box, channels=3)
 
-    def other():
-        image = tf.io.decode_image(contents, channels=3, expand_animations=False)
-        box = crop_box(tf.shape(image))
-        return image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]]
+def _decode_window(contents, crop_box):
+    """The window `crop_box(shape)` of a JPEG, decoding only that window's blocks."""
+    box = crop_box(tf.io.extract_jpeg_shape(contents))
+    return tf.io.decode_and_crop_jpeg(contents, box, channels=3)
 
-    is_jpeg = tf.strings.substr(contents, 0, 3) == _SIGNATURES[1][0]
-    return tf.cond(is_jpeg, jpeg, other)
+
+def _attempt(contents, decode):
+    """`(ok, image)`: `decode(contents)`, or False and a placeholder where it fails."""
+    # the decoder's error is caught by decoding in a one-element dataset
+    attempt = tf.data.Dataset.from_tensors(contents).map(
+        lambda c: (True, tf.ensure_shape(decode(c), [None, None, 3])))
+    failed = tf.data.Dataset.from_tensors((False, tf.zeros([1, 1, 3], tf.uint8)))
+    ok, image = attempt.ignore_errors().concatenate(failed).take(1).get_single_element()
+    return ok, tf.ensure_shape(image, [None, None, 3])
 
 
 def try_decode(path, crop_box=None):
@@ -77,7 +83,8 @@ def try_decode(path, crop_box=None):
         path: scalar string tensor.
         crop_box: optional function from the image's shape `(H, W, C)` to an
             int32 box `(top, left, height, width)`: only that window is
-            returned, and of a JPEG only that window is decoded.
+            returned. A JPEG file larger than `WINDOW_DECODE_MIN_BYTES` decodes
+            only that window.
 
     Example:
     ```python
@@ -85,12 +92,16 @@ def try_decode(path, crop_box=None):
     ```
     """
     contents = tf.io.read_file(path)
-    # the decoder's error is caught by decoding in a one-element dataset
-    attempt = tf.data.Dataset.from_tensors(contents).map(
-        lambda c: (True, tf.ensure_shape(_decode(c, crop_box), [None, None, 3])))
-    failed = tf.data.Dataset.from_tensors((False, tf.zeros([1, 1, 3], tf.uint8)))
-    ok, image = attempt.ignore_errors().concatenate(failed).take(1).get_single_element()
-    return ok, tf.ensure_shape(image, [None, None, 3]), _problem(contents)
+    whole = lambda c: tf.io.decode_image(c, channels=3, expand_animations=False)  # noqa: E731
+    if crop_box is None:
+        ok, image = _attempt(contents, whole)
+    else:
+        window = ((tf.strings.substr(contents, 0, 3) == _SIGNATURES[1][0])
+                  & (tf.strings.length(contents) > WINDOW_DECODE_MIN_BYTES))
+        ok, image = tf.cond(window, lambda: _attempt(contents, lambda c: _decode_window(c, crop_box)),
+                            lambda: _attempt(contents, whole))
+        image = tf.cond(window | ~ok, lambda: image, lambda: _crop(image, crop_box))
+    return ok, image, _problem(contents)
 
 
 def decode_file(path, crop_box=None):
