@@ -205,7 +205,7 @@ def shard_batches():
     records = (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48))
     dataset = distribute.input_dataset(strategy, lambda num_shards, shard_index: data.labeled_dataset(
         records, 4, 8, training=True, seed=3, epoch=1, num_shards=num_shards,
-        shard_index=shard_index), 8)
+        shard_index=shard_index, reshuffle_each_iteration=False), 8)
     steps = [[int(v) for part in strategy.experimental_local_results(labels) for v in part.numpy()]
              for _, labels in dataset]
     report(chief=distribute.is_chief(), steps=steps)

@@ -240,7 +240,8 @@ def test_multi_worker_each_worker_reads_its_half_and_the_global_batches_are_one_
     steps = {chief: result["steps"] for chief, result in pair_results("shard_batches",
                                                                           tmp_path).items()}
     one = [labels.numpy().tolist() for _, labels in data.labeled_dataset(
-        (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48)), 4, 8, training=True, seed=3, epoch=1)]
+        (np.zeros((48, 4, 4, 1), np.uint8), np.arange(48)), 4, 8, training=True, seed=3, epoch=1,
+        reshuffle_each_iteration=False)]
     assert len(steps[True]) == len(steps[False]) == len(one) == 6
     for worker in (True, False):   # each reads 24 records, none twice
         read = [v for step in steps[worker] for v in step]

@@ -96,7 +96,8 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
 
     ``transform(read, example_seed)`` receives a function ``read(crop_box=None)``
     returning the decoded dict element (its image only the window
-    ``crop_box(shape)`` when given: a JPEG file then decodes only that window)
+    ``crop_box(shape)`` when given: a large JPEG file then decodes only that
+    window)
     and a (2,) int64 seed unique to this example and epoch. It is traced when
     ``map`` is called, so argument errors it raises surface immediately.
 
@@ -218,8 +219,9 @@ def _train_transform(read, to_channels, image_size, example_seed, crop_scale, ex
     """Random resized crop, horizontal flip, then `extra_augment`: the training images of both pipelines.
 
     Returns the element read and its image. The crop box is drawn from the
-    image's shape before decoding, so a JPEG decodes only the box; the
-    result equals `augment.random_resized_crop` of the whole image.
+    image's shape before decoding, so a large JPEG decodes only the box
+    (`image_files.WINDOW_DECODE_MIN_BYTES`); the result equals
+    `augment.random_resized_crop` of the whole image.
     """
     crop_seed, flip_seed = split_seed(example_seed, 2)
     element = read(lambda shape: _augment.sample_crop_box(shape, crop_seed, scale=crop_scale))
