@@ -20,6 +20,7 @@ Jobs (`run_job`), each in a fresh process pinned to the first `cores` CPUs:
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -58,6 +59,11 @@ def make_folder(folder, count, size=(500, 375), seed=0):
             image = image.transpose(Image.FLIP_LEFT_RIGHT)
         image.save(path, quality=90)
     return paths
+
+
+def _jpegs(folder):
+    """The folder's JPEGs, sorted, listed without importing TensorFlow (the PIL job runs without it)."""
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
 
 
 def _ours(folder, batch, full_decode):
@@ -101,7 +107,7 @@ def run_job(job, folder, cores, images, batch=64, warmup_batches=3):
     if job == "profile":
         return {"job": job, "cores": 1, "ms_per_image": profile(folder, images, batch)}
     os.sched_setaffinity(0, set(range(cores)))
-    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    paths = _jpegs(folder)
     pool = None
     if job in ("ours", "ours_full_decode"):
         batches = _ours(folder, batch, job == "ours_full_decode")
@@ -168,7 +174,7 @@ def profile(folder, images, batch=64):
     import tensorflow as tf
 
     os.sched_setaffinity(0, {0})
-    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.endswith(".jpg"))
+    paths = _jpegs(folder)
     out = {}
     for name, stage in _stages(paths).items():
         ds = tf.data.Dataset.range(len(paths)).repeat().map(
@@ -195,12 +201,6 @@ def run_isolated(job, folder, cores, images, batch=64):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def median(values):
-    values = sorted(values)
-    middle = len(values) // 2
-    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
-
-
 def summarise(rows):
     """Median images/s per (setting, cores, job) over the rounds, and the ratios the targets name."""
     table = {}
@@ -209,7 +209,7 @@ def summarise(rows):
             row["job"], []).append(row["images_per_s"])
     out = []
     for (setting, cores), jobs in table.items():
-        rate = {job: median(jobs[job]) for job in JOBS if job in jobs}
+        rate = {job: statistics.median(jobs[job]) for job in JOBS if job in jobs}
         spread = {job: (min(jobs[job]), max(jobs[job])) for job in rate}
         out.append({"setting": setting, "cores": cores, "rate": rate, "spread": spread,
                     "ours_over_pil": rate["ours"] / rate["pil"],

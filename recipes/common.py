@@ -191,6 +191,15 @@ def load_encoder(config):
     return encoder
 
 
+def other_split(config, train):
+    """`--dataset` at `--eval-split`; a folder has no other split: `train` itself (its bad files left out)."""
+    from keras_mae import data
+
+    if os.path.isdir(os.path.expanduser(config.dataset)):
+        return train
+    return data.load_source(config.dataset, split=config.eval_split, data_dir=config.data_dir)
+
+
 def load_sources(config):
     """(train source, eval source, num_classes, note); raises for unlabelled data."""
     from keras_mae import data
@@ -202,9 +211,7 @@ def load_sources(config):
         evaluation = data.load_source(config.eval_dataset, split=config.eval_split,
                                       data_dir=config.data_dir)
     else:
-        # a folder has no other split: the training folder, with the same files left out
-        evaluation = train if os.path.isdir(os.path.expanduser(config.dataset)) else \
-            data.load_source(config.dataset, split=config.eval_split, data_dir=config.data_dir)
+        evaluation = other_split(config, train)
         if evaluation.name == train.name:
             note = "eval set is the training set (pass --eval-dataset for a held-out one)"
     for which, source in (("--dataset", train), ("eval dataset", evaluation)):
@@ -292,12 +299,12 @@ def record_skipped(source, output_dir, log):
 
 def bad_image_message(error):
     """The message for a file that did not decode during training, or None for another error."""
-    import re
+    from keras_mae.data.image_files import failed_file
 
-    found = re.search(r"\[cannot decode image file\] \[(.*?)\] \[(.*?)\]", str(error))
-    if not found:
+    failed = failed_file(error)
+    if failed is None:
         return None
-    return (f"cannot decode image file {found.group(1)!r} ({found.group(2)}). Leave such files "
+    return (f"cannot decode image file {failed[0]!r} ({failed[1]}). Leave such files "
             "out with --skip-bad-images true, or list them all first with "
             "`python -m keras_mae.data.image_files FOLDER`")
 

@@ -181,7 +181,8 @@ def run(config, output_dir, log=print):
 
 def main(argv=None):
     args = build_parser(FinetuneConfig, __doc__.split("\n")[0]).parse_args(argv)
-    return run_main(lambda: run(resolve_config(args, FinetuneConfig, get_finetune_config), args.output_dir))
+    return run_main(lambda: run(resolve_config(args, FinetuneConfig, get_finetune_config),
+                                args.output_dir))
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.common import (check_output_dir, parse_jit_compile, record_skipped,  # noqa: E402
-                            restart_with_heap_kept, run_main, save_atomic, write_atomic)
+from recipes.common import (check_output_dir, other_split, parse_jit_compile,  # noqa: E402
+                            record_skipped, restart_with_heap_kept, run_main, save_atomic,
+                            write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 
 
@@ -215,13 +216,10 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         raise ValueError(
             f"Dataset {config.dataset!r} has {source.num_examples} images, fewer than "
             f"--batch-size {config.batch_size}")
-    eval_source = source   # a folder or arrays have no other split
-    if not os.path.isdir(os.path.expanduser(config.dataset)):
-        try:
-            eval_source = data.load_source(config.dataset, split=config.eval_split,
-                                           data_dir=config.data_dir)
-        except ValueError:
-            pass
+    try:
+        eval_source = other_split(config, source)
+    except ValueError:
+        eval_source = source
 
     with distribute.scope(dist):
         model = build_model(config)

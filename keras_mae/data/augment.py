@@ -164,9 +164,17 @@ def random_resized_crop(image, size, seed, scale=(0.2, 1.0), ratio=(3 / 4, 4 / 3
     _check_method(method)
     image = tf.convert_to_tensor(image)
     box = sample_crop_box(tf.shape(image), seed, scale, ratio)
-    crop = tf.slice(image, tf.stack([box[0], box[1], 0]),
-                    tf.stack([box[2], box[3], -1]))
-    return resize_crop(crop, size, method, antialias)
+    return resize_crop(crop_to_box(image, box), size, method, antialias)
+
+
+def crop_to_box(image, box):
+    """The window `box` = (top, left, height, width) of an (H, W, C) image; C stays static.
+
+    Example:
+        >>> crop_to_box(tf.zeros([40, 50, 3]), tf.constant([5, 10, 20, 30])).shape
+        TensorShape([20, 30, 3])
+    """
+    return image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]]
 
 
 def resize_crop(crop, size, method="bicubic", antialias=False):

@@ -17,6 +17,7 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from keras_mae.data.augment import crop_to_box
 from keras_mae.data.image_files import IMAGE_EXTENSIONS, decode_file, list_images, scan_images
 
 DIGITS_TRAIN_SIZE = 1500
@@ -68,7 +69,7 @@ class Source:
 
         ``crop_box``: optional function from the image's shape to an int32 box
         ``(top, left, height, width)``; the image is then only that window
-        (of a JPEG file, only the window is decoded).
+        (a large JPEG file decodes only the window, `image_files.try_decode`).
         """
         row = {name: tf.gather(column, index) for name, column in self.table.items()}
         if self.decode is not None:
@@ -346,8 +347,7 @@ def crop_element(element, crop_box):
     if crop_box is None:
         return element
     image = element["images"]
-    box = crop_box(tf.shape(image))
-    return dict(element, images=image[box[0]:box[0] + box[2], box[1]:box[1] + box[3]])
+    return dict(element, images=crop_to_box(image, crop_box(tf.shape(image))))
 
 
 def _decode_record(record, crop_box=None):
