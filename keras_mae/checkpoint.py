@@ -192,10 +192,17 @@ class StepCheckpoint(keras.callbacks.Callback):
         self.every_steps = every_steps
         self.global_step = start_step
         self.steps_per_epoch = steps_per_epoch
+        self.last_saved = None
+        self.last_folder = None
 
     def save(self):
-        epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
-        return save_checkpoint(self.directory, self.model, self.global_step, epoch, step_in_epoch)
+        """Writes a checkpoint of the current step (once per step) and returns its folder."""
+        if self.last_saved != self.global_step:
+            epoch, step_in_epoch = divmod(self.global_step, self.steps_per_epoch)
+            self.last_folder = save_checkpoint(self.directory, self.model, self.global_step,
+                                               epoch, step_in_epoch)
+            self.last_saved = self.global_step
+        return self.last_folder
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1

@@ -25,10 +25,16 @@ class ClassifyConfig:
     `encoder_config` (a pretraining `config.json`) or else by `model` (a name
     of `keras_mae.models.CONFIGS`) with `model_overrides`. `image_size` 0
     means the encoder's. `eval_dataset` empty means `dataset`, loaded with
-    `eval_split`. The learning rate is `base_lr * batch_size / 256`.
-    `crop_pct` is the evaluation transform's centre crop (the official 0.875:
-    shorter side resized to `image_size / crop_pct`, then a centre crop); 1.0
-    keeps images of the encoder's size as they are.
+    `eval_split`. `batch_size` is the global batch of one step (over all
+    devices of `--strategy`); with `accum_steps` k the optimizer updates
+    every k steps and the learning rate is `base_lr * batch_size * k / 256`.
+    `crop_pct` is the evaluation transform's centre crop (shorter side resized
+    to `image_size / crop_pct`, then a centre crop); 1.0 keeps images of the
+    encoder's size as they are; 0 is the official rule of the recipe (see
+    `eval_crop_pct`). The eval split is scored every `eval_every_epochs`
+    epochs and after the last; `metrics.json` keeps the last and the best.
+    A checkpoint is written every `checkpoint_every_steps` steps and at each
+    epoch end. `mixed_precision` computes in bfloat16 (`mixed_bfloat16`).
     """
 
     encoder: str = "random"
@@ -45,11 +51,15 @@ class ClassifyConfig:
     crop_pct: float = 0.875
     epochs: int = 90
     batch_size: int = 256
+    accum_steps: int = 1
     base_lr: float = 0.1
     min_lr: float = 0.0
     warmup_epochs: float = 10.0
     weight_decay: float = 0.0
     jit_compile: str = "auto"
+    mixed_precision: bool = False
+    eval_every_epochs: int = 1
+    checkpoint_every_steps: int = 500
     seed: int = 0
     shuffle_buffer: int = 10000
     skip_bad_images: bool = False
@@ -79,11 +89,18 @@ class FinetuneConfig(ClassifyConfig):
     `from_official` is an official MAE `.pth` (read with
     `keras_mae.convert.from_official_checkpoint`); it replaces `encoder`.
     `rand_augment_ops` 0 disables RandAugment; `mixup`/`cutmix` are the Beta
-    alphas (0 disables).
+    alphas (0 disables), drawn once per `mix_group_size` images (the official
+    per-GPU batch of 32). The position table is trained (layer 0, no weight
+    decay, as the official fine-tuning). `crop_pct` 0: 0.875 up to 224 px,
+    1.0 above (official `util/datasets.py`). `export` lists formats written
+    next to the classifier (`saved_model`, `onnx`; `keras_mae.export`).
     """
 
     from_official: str = ""
     pooling: str = "avg"
+    crop_pct: float = 0.0
+    mix_group_size: int = 32
+    export: str = ""
     epochs: int = 100
     batch_size: int = 1024
     base_lr: float = 1e-3

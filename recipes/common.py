@@ -109,10 +109,151 @@ def validate_common(config):
         raise ValueError(f"--base-lr must be positive. Received: {config.base_lr!r}")
     if config.warmup_epochs < 0:
         raise ValueError(f"--warmup-epochs must be >= 0. Received: {config.warmup_epochs!r}")
-    if not 0 < config.crop_pct <= 1:
-        raise ValueError(f"--crop-pct must be in (0, 1]. Received: {config.crop_pct!r}")
+    if not 0 <= config.crop_pct <= 1:
+        raise ValueError(f"--crop-pct must be in [0, 1] (0: the official rule). "
+                         f"Received: {config.crop_pct!r}")
+    for name in ("accum_steps", "eval_every_epochs", "checkpoint_every_steps"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be a positive int. "
+                             f"Received: {value!r}")
     if config.pooling not in ("cls", "avg"):
         raise ValueError(f"--pooling must be cls or avg. Received: {config.pooling!r}")
+
+
+def eval_crop_pct(config, image_size):
+    """`--crop-pct`, or for 0 the official rule: 224/256 up to 224 px, 1.0 above (`util/datasets.py`)."""
+    if config.crop_pct:
+        return config.crop_pct
+    return 224 / 256 if image_size <= 224 else 1.0
+
+
+def distributed_run(config, output_dir, strategy, tpu_address, body):
+    """Runs `body(dist, replicas, write_dir)` under the `--strategy` named `strategy`.
+
+    The strategy is made first (a multi-worker strategy must exist before any
+    TensorFlow op runs). The chief writes into `output_dir`; other workers
+    write into a temporary folder, deleted at the end, and restore from the
+    chief's checkpoints in `output_dir` (a file system all workers share).
+    Raises `ValueError` when the global batch does not split over the replicas.
+    """
+    import shutil
+    import tempfile
+
+    import keras
+
+    from keras_mae import distribute
+
+    dist = distribute.get_strategy(strategy, tpu_address=tpu_address)
+    replicas = distribute.num_replicas(dist)
+    # initialisers repeat run to run (every replica draws the same weights)
+    keras.utils.set_random_seed(config.seed)
+    if config.batch_size % replicas:
+        raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be divisible "
+                         f"by the {replicas} replicas of --strategy {strategy}")
+    chief = distribute.is_chief()
+    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="keras-mae-worker-")
+    try:
+        return body(dist, replicas, write_dir)
+    finally:
+        if not chief:
+            shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def compile_and_restore(model, optimizer, loss, config, dist, replicas, output_dir):
+    """Compiles `model` for `dist` (`--jit-compile` resolved) and restores its newest checkpoint.
+
+    Call it inside `distribute.scope(dist)`. Returns `(global step, folder)`.
+    """
+    from keras_mae import distribute
+
+    model.compile(optimizer=optimizer, loss=loss,
+                  jit_compile=parse_jit_compile(config.jit_compile, replicas=replicas))
+    distribute.configure_model(model, dist)
+    return restore_latest(model, output_dir)
+
+
+def restore_latest(model, output_dir):
+    """Restores the newest checkpoint under `output_dir/checkpoint`; returns `(global step, folder)`."""
+    from keras_mae import checkpoint
+
+    folder = checkpoint.latest_checkpoint(os.path.join(output_dir, "checkpoint"))
+    if folder is None:
+        return 0, None
+    return checkpoint.restore_checkpoint(folder, model)["global_step"], folder
+
+
+def evaluation_callback(score, every, epochs, path, log):
+    """A callback scoring the eval split every `every` epochs and after the last.
+
+    `score()` returns `{"top1", "top5"}`. Each score is stored in the JSON
+    file `path` under its epoch (1-based), atomically, so a resumed run keeps
+    the scores of the epochs before it.
+    """
+    import keras
+
+    class Evaluate(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1
+            if done % every and done != epochs:
+                return
+            started = time.time()
+            figures = score()
+            scores = read_evaluations(path)
+            scores[str(done)] = figures
+            write_atomic(path, json.dumps(scores, indent=2, sort_keys=True))
+            log(f"  eval           epoch {done}: top-1 {figures['top1']:.4f}, top-5 "
+                f"{figures['top5']:.4f} ({time.time() - started:.1f} s)")
+
+    return Evaluate()
+
+
+def fit_and_evaluate(model, epoch_dataset, config, steps_per_epoch, start_step, write_dir,
+                     score, log):
+    """The classification recipes' training: `recipes.training.fit_epochs` with evaluations.
+
+    Checkpoints go to `write_dir/checkpoint`, the loss per epoch to
+    `history.csv`, `score()` every `config.eval_every_epochs` epochs (and
+    after the last) to `evaluations.json`. Returns the evaluations.
+    """
+    import keras
+
+    from recipes.training import fit_epochs
+
+    path = os.path.join(write_dir, "evaluations.json")
+    fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+               start_step=start_step, checkpoint_dir=os.path.join(write_dir, "checkpoint"),
+               every_steps=config.checkpoint_every_steps,
+               callbacks=[evaluation_callback(score, config.eval_every_epochs, config.epochs,
+                                              path, log),
+                          keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"),
+                                                    append=True)],
+               verbose=verbosity())
+    if not read_evaluations(path):  # a run resumed after its last epoch
+        evaluation_callback(score, 1, config.epochs, path, log).on_epoch_end(config.epochs - 1)
+    return read_evaluations(path)
+
+
+def read_evaluations(path):
+    """`{epoch (str): {"top1", "top5"}}` from an evaluations file; `{}` when there is none."""
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def final_metrics(evaluations):
+    """`metrics.json`'s content: the last epoch's scores, and the best top-1 with its epoch.
+
+    The best is selected on the eval split: a choice left to the user (with a
+    test split as eval split it is not a held-out figure).
+    """
+    epochs = sorted(evaluations, key=int)
+    last = evaluations[epochs[-1]]
+    best = max(epochs, key=lambda e: (evaluations[e]["top1"], -int(e)))
+    return {"top1": last["top1"], "top5": last["top5"], "epoch": int(epochs[-1]),
+            "best_top1": evaluations[best]["top1"], "best_top5": evaluations[best]["top5"],
+            "best_epoch": int(best)}
 
 
 def check_encoder_source(config):
@@ -266,26 +407,64 @@ def save_atomic(obj, path, method="save"):
 
 
 def warmup_cosine(config, steps_per_epoch, peak):
+    """The official per-iteration schedule (`util/lr_sched.py`), counted in batches.
+
+    With `config.accum_steps` k > 1, update `u` gets the official rate of
+    batch `u * k` (see `WarmupCosineDecay`'s `accumulation_steps`).
+    """
     from keras_mae import optimizers
 
     total = config.epochs * steps_per_epoch
     warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total)
-    return optimizers.WarmupCosineDecay(peak, total, warmup, min_lr=min(config.min_lr, peak))
+    return optimizers.WarmupCosineDecay(peak, total, warmup, min_lr=min(config.min_lr, peak),
+                                        accumulation_steps=getattr(config, "accum_steps", 1))
 
 
 def verbosity():
     return 1 if sys.stdout.isatty() else 2
 
 
-def report(output_dir, model, model_file, logits, labels, started, log):
-    """Writes `metrics.json` (top-1/top-5 of `logits`) and the model, atomically; logs and returns the figures."""
-    metrics = {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
+def topk_scores(logits, labels):
+    """`{"top1", "top5"}` of `logits` against integer `labels`."""
+    return {"top1": topk_accuracy(logits, labels, 1), "top5": topk_accuracy(logits, labels, 5)}
+
+
+def report(output_dir, model, model_file, evaluations, started, log, formats=()):
+    """Writes `metrics.json` (`final_metrics(evaluations)`), the model and its exports; logs and returns the figures.
+
+    Each file is written through a rename; `formats` (`keras_mae.export`)
+    go to `output_dir/export/`.
+    """
+    metrics = final_metrics(evaluations)
     write_atomic(os.path.join(output_dir, "metrics.json"), json.dumps(metrics, indent=2))
     save_atomic(model, os.path.join(output_dir, model_file))
-    result = {**metrics, "eval_images": int(len(labels)),
-              "seconds": round(time.time() - started, 1)}
+    if formats:
+        from keras_mae import export
+
+        written = export.export_model(float32_copy(model), os.path.join(output_dir, "export"),
+                                      formats)
+        log(f"  export         {', '.join(f'{k}: {v}' for k, v in written.items())}")
+    result = {**metrics, "seconds": round(time.time() - started, 1)}
     log(f"done: {json.dumps(result)}")
     return result
+
+
+def float32_copy(model):
+    """`model` itself when it computes in float32, else a float32 copy with its weights (for export)."""
+    if model.dtype_policy.name == "float32":
+        return model
+
+    def in_float32(config):
+        if isinstance(config, dict):
+            return {k: ("float32" if k == "dtype" else in_float32(v)) for k, v in config.items()}
+        if isinstance(config, list):
+            return [in_float32(v) for v in config]
+        return config
+
+    copy = type(model).from_config(in_float32(model.get_config()))
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def record_skipped(source, output_dir, log):
@@ -310,9 +489,18 @@ def bad_image_message(error):
 
 
 def run_main(function):
-    """Runs `function()`; a bad value or image file is printed as `error: ...` with exit status 2."""
+    """Runs `function()`; a bad value or image file is printed as `error: ...` with exit status 2.
+
+    A run stopped by SIGTERM (`recipes.training.Preempted`, checkpoint written)
+    prints where it stopped and exits with status 143.
+    """
+    from recipes.training import PREEMPTED_EXIT, Preempted
+
     try:
         function()
+    except Preempted as stop:
+        print(f"{stop}", file=sys.stderr)
+        return PREEMPTED_EXIT
     except (ValueError, FloatingPointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -2,26 +2,35 @@
 
 The MAE fine-tuning recipe (paper Appendix A.2, official `main_finetune.py`):
 a `ViTClassifier` (global average pooling + `fc_norm`, head kernel truncated
-normal std 2e-5, stochastic depth 0.1) trained with AdamW (weight decay 0.05,
-none on biases, norms, tokens and positions) and layer-wise lr decay 0.75,
-lr = base_lr x batch / 256 with warmup then cosine, on RandomResizedCrop +
-flip + RandAugment (9, 0.5) + random erasing 0.25 images mixed by mixup 0.8 /
-cutmix 1.0 (switch 0.5) with label smoothing 0.1 (`keras_mae.data.mix`).
+normal std 2e-5, stochastic depth 0.1) whose whole encoder trains, position
+table included, with AdamW (weight decay 0.05, none on biases, norms, tokens
+and positions) and layer-wise lr decay 0.75, lr = base_lr x batch / 256 with
+warmup then cosine, on RandomResizedCrop + flip + RandAugment (9, 0.5) +
+random erasing 0.25 images mixed by mixup 0.8 / cutmix 1.0 (switch 0.5, one
+draw per 32 images) with label smoothing 0.1 (`keras_mae.data.finetune_dataset`).
+The eval split is scored every `--eval-every-epochs` epochs.
 
 The encoder comes from `--encoder PATH` (an `encoder.keras` from
 pretraining), `--encoder random` (untrained, see `ClassifyConfig`) or
 `--from-official PATH` (an official `.pth`, via
 `keras_mae.convert.from_official_checkpoint`). An `--image-size` other than
 the encoder's resizes its position table bicubically. Every field of
-`FinetuneConfig` (recipes/classify_configs.py) is a flag. The output
+`FinetuneConfig` (recipes/classify_configs.py) is a flag; `--strategy` spreads
+each global batch over devices as in `recipes/pretrain.py`. The output
 directory receives:
 ```
 OUTPUT/
   config.json       the resolved config
+  checkpoint/       resumable state (model, optimizer, step, epoch)
   history.csv       loss and learning rate per epoch
-  metrics.json      {"top1": ..., "top5": ...} on the eval split
+  evaluations.json  {epoch: {"top1", "top5"}} on the eval split
+  metrics.json      the last epoch's top1/top5, and best_top1 with best_epoch
   classifier.keras  the fine-tuned ViTClassifier
+  export/           with --export: saved_model/ and/or model.onnx
 ```
+Starting the same command again continues from the last checkpoint; on
+SIGTERM the run finishes its step, writes a checkpoint and exits with status
+143.
 """
 
 import os
@@ -33,10 +42,11 @@ if __package__ in (None, ""):
 
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            load_encoder, load_sources, parse_jit_compile, record_skipped,
-                            report, restart_with_heap_kept, run_main, validate_common, verbosity,
-                            warmup_cosine, write_atomic)
-from recipes.flags import build_parser, resolve_config  # noqa: E402
+                            distributed_run, eval_crop_pct, fit_and_evaluate, image_side,
+                            load_encoder, load_sources, record_skipped, report,
+                            restart_with_heap_kept, run_main, compile_and_restore,
+                            topk_scores, validate_common, warmup_cosine, write_atomic)
+from recipes.flags import add_strategy_flags, build_parser, resolve_config  # noqa: E402
 
 
 def validate(config):
@@ -81,11 +91,13 @@ def source_encoder(config):
     return getattr(model, "encoder", model)
 
 
-def build_classifier(config, encoder, num_classes):
+def build_classifier(config, encoder, num_classes, dtype=None):
+    """The fine-tuning `ViTClassifier`: a copy of `encoder` at `--image-size`, positions trainable."""
     from keras_mae.models.classifier import ViTClassifier
 
     encoder = encoder.copy(image_size=config.image_size or None,
-                           drop_path_rate=config.drop_path_rate)
+                           drop_path_rate=config.drop_path_rate, trainable_positions=True,
+                           **({"dtype": dtype} if dtype else {}))
     model = ViTClassifier(encoder, num_classes, pooling=config.pooling,
                           head_init_std=config.head_init_std, name="vit_classifier")
     model.build()
@@ -95,25 +107,65 @@ def build_classifier(config, encoder, num_classes):
 def build_optimizer(config, model, steps_per_epoch):
     from keras_mae import optimizers
 
-    peak = optimizers.scaled_learning_rate(config.base_lr, config.batch_size)
+    peak = optimizers.scaled_learning_rate(config.base_lr, config.batch_size * config.accum_steps)
     optimizer = optimizers.LayerDecayAdamW(
         warmup_cosine(config, steps_per_epoch, peak), num_layers=model.encoder.depth,
         layer_decay=config.layer_decay, weight_decay=config.weight_decay,
-        beta_1=config.beta_1, beta_2=config.beta_2, epsilon=1e-8)
+        beta_1=config.beta_1, beta_2=config.beta_2, epsilon=1e-8,
+        gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None)
     optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
     return optimizer, peak
 
 
-def run(config, output_dir, log=print):
-    """Fine-tunes and evaluates; returns `{"top1", "top5", ...}`."""
+def augmentation_summary(config):
+    """One line naming exactly the augmentations that are on."""
+    parts = [f"random resized crop (area {config.crop_min:g}-1) + flip"]
+    if config.rand_augment_ops:
+        parts.append(f"RandAugment ({config.rand_augment_ops} ops, m "
+                     f"{config.rand_augment_magnitude:g}, std {config.rand_augment_std:g})")
+    if config.erasing_prob:
+        parts.append(f"random erasing {config.erasing_prob:g}")
+    mixes = [f"{name} {alpha:g}" for name, alpha in (("mixup", config.mixup),
+                                                     ("cutmix", config.cutmix)) if alpha]
+    if mixes:
+        parts.append(" / ".join(mixes) + f" per {config.mix_group_size or 'batch'} images"
+                     + (f" (p {config.mixup_prob:g})" if config.mixup_prob < 1 else ""))
+    off = [name for name, on in (("RandAugment", config.rand_augment_ops),
+                                 ("erasing", config.erasing_prob),
+                                 ("mixup", config.mixup), ("cutmix", config.cutmix)) if not on]
+    line = ", ".join(parts) + f"; label smoothing {config.label_smoothing:g}"
+    return line + (f"; off: {', '.join(off)}" if off else "")
+
+
+def run(config, output_dir, log=print, strategy="default", tpu_address=None):
+    """Fine-tunes (or resumes) and evaluates; returns `{"top1", "top5", "best_top1", ...}`."""
     validate(config)
     if not config.from_official:
         check_encoder_source(config)
     check_output_dir(output_dir)
+    formats = export_formats(config)
+    return distributed_run(config, output_dir, strategy, tpu_address,
+                           lambda dist, replicas, write_dir: _run(
+                               config, output_dir, write_dir, log, dist, strategy, replicas,
+                               formats))
+
+
+def export_formats(config):
+    """The formats of `--export`, checked before any compute."""
+    if not config.export:
+        return ()
+    from keras_mae import export
+
+    formats = tuple(f.strip() for f in config.export.split(",") if f.strip())
+    export.check_formats(formats)
+    return formats
+
+
+def _run(config, output_dir, write_dir, log, dist, strategy, replicas, formats):
     import keras
 
-    from keras_mae import data
-    from keras_mae.data import mix
+    from keras_mae import data, distribute
+    from keras_mae.data.finetune_pipeline import check_mix_groups
 
     train_source, eval_source, num_classes, note = load_sources(config)
     steps_per_epoch = train_source.num_examples // config.batch_size
@@ -121,68 +173,83 @@ def run(config, output_dir, log=print):
         raise ValueError(f"--dataset has {train_source.num_examples} images, fewer than "
                          f"--batch-size {config.batch_size}")
     encoder = source_encoder(config)
-    # the head's initialiser, stochastic depth and the shuffles repeat run to
-    # run, whatever the encoder's source drew (as the official seeding)
-    keras.utils.set_random_seed(config.seed)
-    model = build_classifier(config, encoder, num_classes)
-    size = model.encoder.image_size
-    if size[0] != size[1]:
-        raise ValueError(f"Only square images are supported here. Received: image_size={size}")
-    size = int(size[0])
-    optimizer, peak = build_optimizer(config, model, steps_per_epoch)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  jit_compile=parse_jit_compile(config.jit_compile))
+    dtype = "mixed_bfloat16" if config.mixed_precision else None
+    with distribute.scope(dist):
+        # the head's initialiser, stochastic depth and the shuffles repeat run to
+        # run, whatever the encoder's source drew (as the official seeding)
+        keras.utils.set_random_seed(config.seed)
+        model = build_classifier(config, encoder, num_classes, dtype)
+        size = image_side(config, model.encoder)
+        check_mix_groups(config.batch_size, config.mix_group_size, replicas)
+        optimizer, peak = build_optimizer(config, model, steps_per_epoch)
+        start_step, folder = compile_and_restore(
+            model, optimizer, keras.losses.CategoricalCrossentropy(from_logits=True), config,
+            dist, replicas, output_dir)
+    total_steps = config.epochs * steps_per_epoch
+    crop_pct = eval_crop_pct(config, size)
 
-    write_atomic(os.path.join(output_dir, "config.json"), config.to_json())
+    write_atomic(os.path.join(write_dir, "config.json"), config.to_json())
     origin = config.from_official or config.encoder
     log("keras-mae fine-tuning")
-    log(f"  backend        {keras.backend.backend()}")
+    log(f"  backend        {keras.backend.backend()}"
+        f"{', mixed_bfloat16' if config.mixed_precision else ''}")
+    log(f"  strategy       {strategy}: {replicas} replica(s), "
+        f"{config.batch_size // replicas} images each")
     log(f"  encoder        {origin}: {model.encoder.depth} blocks, width "
         f"{model.encoder.hidden_dim}, {size} px (encoder trained at "
         f"{tuple(encoder.image_size)}), drop path {config.drop_path_rate:g}; pooling "
-        f"{config.pooling}")
+        f"{config.pooling}; position table trained")
     log(f"  dataset        {train_source.name}: {train_source.num_examples} images, "
-        f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images")
+        f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images "
+        f"(centre crop {crop_pct:g}) every {config.eval_every_epochs} epoch(s)")
     if note:
         log(f"  note           {note}")
-    record_skipped(train_source, output_dir, log)
-    log(f"  augmentation   RandAugment ({config.rand_augment_ops} ops, m "
-        f"{config.rand_augment_magnitude:g}, std {config.rand_augment_std:g}), erasing "
-        f"{config.erasing_prob:g}, mixup {config.mixup:g} / cutmix {config.cutmix:g}, "
-        f"smoothing {config.label_smoothing:g}")
-    log(f"  schedule       {config.epochs} epochs x {steps_per_epoch} steps, AdamW peak lr "
-        f"{peak:.3g} (base {config.base_lr:g} x {config.batch_size}/256), layer decay "
-        f"{config.layer_decay:g}, weight decay {config.weight_decay:g}")
+    record_skipped(train_source, write_dir, log)
+    log(f"  augmentation   {augmentation_summary(config)}")
+    log(f"  schedule       {config.epochs} epochs x {steps_per_epoch} steps of "
+        f"{config.batch_size}{f' x {config.accum_steps} accumulated' if config.accum_steps > 1 else ''}"
+        f", AdamW peak lr {peak:.3g} (base {config.base_lr:g} x "
+        f"{config.batch_size * config.accum_steps}/256), layer decay {config.layer_decay:g}, "
+        f"weight decay {config.weight_decay:g}")
+    if start_step:
+        log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
 
     started = time.time()
     channels = model.encoder.num_channels
-    train_ds = mix.finetune_dataset(
-        train_source, size, config.batch_size, num_classes, seed=config.seed,
-        shuffle_buffer=config.shuffle_buffer, repeat=True, num_channels=channels,
-        crop_scale=(config.crop_min, 1.0), rand_augment_ops=config.rand_augment_ops,
-        rand_augment_magnitude=config.rand_augment_magnitude,
-        rand_augment_std=config.rand_augment_std, erasing_prob=config.erasing_prob,
-        mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
-        switch_prob=config.mixup_switch_prob, mix_prob=config.mixup_prob,
-        smoothing=config.label_smoothing)
-    history_path = os.path.join(output_dir, "history.csv")
-    if os.path.exists(history_path):
-        os.remove(history_path)
-    model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-              callbacks=[keras.callbacks.CSVLogger(history_path)], verbose=verbosity())
+
+    def epoch_dataset(epoch, step_in_epoch):
+        def shard(num_shards, shard_index):
+            return data.finetune_dataset(
+                train_source, size, config.batch_size, num_classes, seed=config.seed,
+                shuffle_buffer=config.shuffle_buffer, num_channels=channels,
+                crop_scale=(config.crop_min, 1.0), rand_augment_ops=config.rand_augment_ops,
+                rand_augment_magnitude=config.rand_augment_magnitude,
+                rand_augment_std=config.rand_augment_std, erasing_prob=config.erasing_prob,
+                mixup_alpha=config.mixup, cutmix_alpha=config.cutmix,
+                switch_prob=config.mixup_switch_prob, mix_prob=config.mixup_prob,
+                smoothing=config.label_smoothing, mix_group_size=config.mix_group_size,
+                epoch=epoch, start_step=step_in_epoch, num_shards=num_shards,
+                shard_index=shard_index, reshuffle_each_iteration=False)
+
+        return distribute.input_dataset(dist, shard, config.batch_size)
 
     eval_ds = data.labeled_dataset(eval_source, size, config.batch_size, training=False,
-                                   num_channels=channels, crop_pct=config.crop_pct)
-    logits = model.predict(eval_ds, verbose=0)
-    return report(output_dir, model, "classifier.keras", logits, dataset_labels(eval_ds),
-                  started, log)
+                                   num_channels=channels, crop_pct=crop_pct)
+    eval_labels = dataset_labels(eval_ds)
+    def score():
+        return topk_scores(model.predict(eval_ds, verbose=0), eval_labels)
+
+    evaluations = fit_and_evaluate(model, epoch_dataset, config, steps_per_epoch, start_step,
+                                   write_dir, score, log)
+    return report(write_dir, model, "classifier.keras", evaluations, started, log, formats)
 
 
 def main(argv=None):
-    args = build_parser(FinetuneConfig, __doc__.split("\n")[0]).parse_args(argv)
+    parser = add_strategy_flags(build_parser(FinetuneConfig, __doc__.split("\n")[0]))
+    args = parser.parse_args(argv)
     return run_main(lambda: run(resolve_config(args, FinetuneConfig, get_finetune_config),
-                                args.output_dir))
+                                args.output_dir, strategy=args.strategy,
+                                tpu_address=args.tpu_address))
 
 
 if __name__ == "__main__":

@@ -44,3 +44,13 @@ def resolve_config(args, config_class, get_config):
         if value is not None:
             setattr(config, field.name, value)
     return config
+
+
+def add_strategy_flags(parser):
+    """`--strategy` and `--tpu-address`, as every recipe takes them."""
+    parser.add_argument("--strategy", default="default",
+                        help="distribution strategy (keras_mae.distribute.get_strategy): default, "
+                             "mirrored, multi_worker, tpu (TensorFlow); data_parallel (JAX)")
+    parser.add_argument("--tpu-address", default=None,
+                        help="TPU name or grpc:// address for --strategy tpu (else TPU_NAME)")
+    return parser

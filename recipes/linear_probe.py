@@ -11,13 +11,21 @@ Modes: without `--augment` (default) features are computed once per image
 (centre view) for the train and eval splits and only the head trains on
 them; with `--augment true` every step runs the frozen encoder on a random
 resized crop + flip. Every field of `ProbeConfig` (recipes/classify_configs.py)
-is a flag. The output directory receives:
+is a flag; `--strategy` spreads each global batch over devices as in
+`recipes/pretrain.py`. The output directory receives:
 ```
 OUTPUT/
   config.json       the resolved config
-  metrics.json      {"top1": ..., "top5": ...} on the eval split
+  features.npz      (without --augment) the train and eval features, reused on resume
+  checkpoint/       resumable state of what trains (the head, or the probe)
+  history.csv       loss and learning rate per epoch
+  evaluations.json  {epoch: {"top1", "top5"}} on the eval split
+  metrics.json      the last epoch's top1/top5, and best_top1 with best_epoch
   probe_head.keras  the trained head: (B, D) pooled features -> (B, classes) logits
 ```
+Starting the same command again continues from the last checkpoint; on
+SIGTERM the run finishes its step, writes a checkpoint and exits with status
+143.
 """
 
 import os
@@ -28,11 +36,12 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.classify_configs import ProbeConfig, get_probe_config  # noqa: E402
-from recipes.flags import build_parser, resolve_config  # noqa: E402
 from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            image_side, load_encoder, load_sources, parse_jit_compile,
-                            record_skipped, report, restart_with_heap_kept, run_main,
-                            validate_common, verbosity, warmup_cosine, write_atomic)
+                            distributed_run, eval_crop_pct, fit_and_evaluate, image_side,
+                            load_encoder, load_sources, record_skipped, report,
+                            restart_with_heap_kept, run_main, compile_and_restore,
+                            topk_scores, validate_common, warmup_cosine, write_atomic)
+from recipes.flags import add_strategy_flags, build_parser, resolve_config  # noqa: E402
 
 # ----------------------------------------------------------------------------
 # Probe
@@ -64,9 +73,11 @@ def build_optimizer(config, steps_per_epoch):
     """The official probe's optimizer (main_linprobe.py): LARS, lr = base_lr x batch / 256, warmup + cosine."""
     from keras_mae import optimizers
 
-    peak = optimizers.scaled_learning_rate(config.base_lr, config.batch_size)
-    return optimizers.LARS(warmup_cosine(config, steps_per_epoch, peak), momentum=config.momentum,
-                           weight_decay=config.weight_decay), peak
+    peak = optimizers.scaled_learning_rate(config.base_lr, config.batch_size * config.accum_steps)
+    return optimizers.LARS(
+        warmup_cosine(config, steps_per_epoch, peak), momentum=config.momentum,
+        weight_decay=config.weight_decay,
+        gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None), peak
 
 
 def head_model(probe):
@@ -77,22 +88,72 @@ def head_model(probe):
     return keras.Model(inputs, probe.classify_features(inputs), name="probe_head")
 
 
-def run(config, output_dir, log=print):
-    """Runs the probe; returns `{"top1", "top5", ...}`."""
-    validate(config)
-    check_encoder_source(config)
-    check_output_dir(output_dir)
-    import keras
+def stored_features(config, path, compute, log):
+    """The features of `compute()` (a dict of arrays), kept in `path` for a resumed run.
+
+    The file is reused only when it was made with the same encoder, data and
+    evaluation transform (`config` fields); it is written through a rename.
+    """
+    import json
+
+    import numpy as np
+
+    from keras_mae import files
+
+    key = json.dumps({name: getattr(config, name) for name in (
+        "encoder", "encoder_config", "model", "model_overrides", "dataset", "split",
+        "eval_dataset", "eval_split", "image_size", "pooling", "crop_pct", "mixed_precision",
+        "seed", "skip_bad_images")}, sort_keys=True)
+    if os.path.exists(path):
+        with np.load(path) as saved:
+            if str(saved["key"]) == key:
+                log(f"  features       reused from {path}")
+                return {name: saved[name] for name in saved.files if name != "key"}
+    started = time.time()
+    arrays = compute()
+    log(f"  features       {arrays['train_x'].shape} computed in {time.time() - started:.1f} s")
+    with files.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, key=np.array(key), **arrays)
+    return arrays
+
+
+def feature_batches(x, y, batch_size, seed):
+    """`(epoch, step, num_shards, shard_index) -> dataset` over stored features, a permutation per epoch."""
     import numpy as np
     import tensorflow as tf
 
-    from keras_mae import data
+    def build(epoch, step_in_epoch, num_shards, shard_index):
+        order = np.random.RandomState([seed, epoch]).permutation(len(x))
+        steps = len(x) // batch_size
+        rows = order[:steps * batch_size].reshape(steps, num_shards, -1)[step_in_epoch:,
+                                                                          shard_index]
+        rows = rows.reshape(-1)
+        return (tf.data.Dataset.from_tensor_slices((x[rows], y[rows]))
+                .batch(batch_size // num_shards, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+    return build
+
+
+def run(config, output_dir, log=print, strategy="default", tpu_address=None):
+    """Runs (or resumes) the probe; returns `{"top1", "top5", "best_top1", ...}`."""
+    validate(config)
+    check_encoder_source(config)
+    check_output_dir(output_dir)
+    return distributed_run(config, output_dir, strategy, tpu_address,
+                           lambda dist, replicas, write_dir: _run(
+                               config, output_dir, write_dir, log, dist, strategy, replicas))
+
+
+def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
+    import keras
+    import numpy as np
+
+    from keras_mae import data, distribute
 
     train_source, eval_source, num_classes, note = load_sources(config)
     encoder = load_encoder(config)
-    # the head's initialiser and the shuffles repeat run to run, whatever the
-    # encoder's source drew (as the official seeding of torch and numpy)
-    keras.utils.set_random_seed(config.seed)
     size = image_side(config, encoder)
     if tuple(encoder.image_size) != (size, size):
         raise ValueError(f"--image-size {size} does not match the encoder's image size "
@@ -101,69 +162,102 @@ def run(config, output_dir, log=print):
     if steps_per_epoch < 1:
         raise ValueError(f"--dataset has {train_source.num_examples} images, fewer than "
                          f"--batch-size {config.batch_size}")
-    probe = build_probe(encoder, num_classes, config.pooling)
-    head = head_model(probe)
-    optimizer, peak = build_optimizer(config, steps_per_epoch)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    jit = parse_jit_compile(config.jit_compile)
+    if config.mixed_precision:
+        encoder = encoder.copy(dtype="mixed_bfloat16")
+    crop_pct = eval_crop_pct(config, size)
+    with distribute.scope(dist):
+        # the head's initialiser and the shuffles repeat run to run, whatever the
+        # encoder's source drew (as the official seeding of torch and numpy)
+        keras.utils.set_random_seed(config.seed)
+        probe = build_probe(encoder, num_classes, config.pooling)
+        head = head_model(probe)
+        trained = probe if config.augment else head
+        optimizer, peak = build_optimizer(config, steps_per_epoch)
+        start_step, folder = compile_and_restore(
+            trained, optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            config, dist, replicas, output_dir)
+    total_steps = config.epochs * steps_per_epoch
 
-    write_atomic(os.path.join(output_dir, "config.json"), config.to_json())
+    write_atomic(os.path.join(write_dir, "config.json"), config.to_json())
     mode = ("augmented: random resized crop + flip, frozen encoder run every step"
             if config.augment else
             "precomputed features: encoder run once per image (centre view), no augmentation")
     log("keras-mae linear probe")
-    log(f"  backend        {keras.backend.backend()}")
+    log(f"  backend        {keras.backend.backend()}"
+        f"{', mixed_bfloat16' if config.mixed_precision else ''}")
+    log(f"  strategy       {strategy}: {replicas} replica(s), "
+        f"{config.batch_size // replicas} images each")
     log(f"  encoder        {config.encoder}: {encoder.depth} blocks, width {encoder.hidden_dim}, "
         f"{size} px, patch {encoder.patch_size}; pooling {config.pooling}")
     log(f"  mode           {mode}")
     log(f"  dataset        {train_source.name}: {train_source.num_examples} images, "
-        f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images")
+        f"{num_classes} classes; eval {eval_source.name}: {eval_source.num_examples} images "
+        f"(centre crop {crop_pct:g}) every {config.eval_every_epochs} epoch(s)")
     if note:
         log(f"  note           {note}")
-    record_skipped(train_source, output_dir, log)
-    log(f"  schedule       {config.epochs} epochs x {steps_per_epoch} steps, LARS peak lr "
-        f"{peak:.3g} (base {config.base_lr:g} x {config.batch_size}/256), warmup "
-        f"{config.warmup_epochs:g} epochs")
+    record_skipped(train_source, write_dir, log)
+    log(f"  schedule       {config.epochs} epochs x {steps_per_epoch} steps of "
+        f"{config.batch_size}{f' x {config.accum_steps} accumulated' if config.accum_steps > 1 else ''}"
+        f", LARS peak lr {peak:.3g} (base {config.base_lr:g} x "
+        f"{config.batch_size * config.accum_steps}/256), warmup {config.warmup_epochs:g} epochs")
+    if start_step:
+        log(f"  resuming       from {folder} (step {start_step} of {total_steps})")
 
     started = time.time()
     channels = encoder.num_channels
-    extractor = probe.feature_model()
-    features = lambda dataset: extractor.predict(dataset, verbose=0)  # noqa: E731
     eval_ds = data.labeled_dataset(eval_source, size, config.batch_size, training=False,
-                                   num_channels=channels, crop_pct=config.crop_pct)
+                                   num_channels=channels, crop_pct=crop_pct)
     before = [keras.ops.convert_to_numpy(v) for v in probe.encoder.weights]
     if config.augment:
-        probe.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
-        train_ds = data.labeled_dataset(train_source, size, config.batch_size, training=True,
-                                        seed=config.seed, shuffle_buffer=config.shuffle_buffer,
-                                        repeat=True, num_channels=channels,
-                                        crop_scale=(config.crop_min, 1.0))
-        probe.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                  verbose=verbosity())
+        eval_labels = dataset_labels(eval_ds)
+
+        def shards(epoch, step_in_epoch, num_shards, shard_index):
+            return data.labeled_dataset(
+                train_source, size, config.batch_size, training=True, seed=config.seed,
+                shuffle_buffer=config.shuffle_buffer, num_channels=channels,
+                crop_scale=(config.crop_min, 1.0), epoch=epoch, start_step=step_in_epoch,
+                num_shards=num_shards, shard_index=shard_index, reshuffle_each_iteration=False)
+
+        def score():
+            return topk_scores(probe.predict(eval_ds, verbose=0), eval_labels)
     else:
-        plain = data.labeled_dataset(train_source, size, config.batch_size, training=False,
-                                     num_channels=channels, crop_pct=config.crop_pct)
-        train_x, train_y = features(plain), dataset_labels(plain)
-        log(f"  features       {train_x.shape} computed in {time.time() - started:.1f} s")
-        head.compile(optimizer=optimizer, loss=loss, jit_compile=jit)
-        train_ds = (tf.data.Dataset.from_tensor_slices((train_x, train_y))
-                    .shuffle(len(train_x), seed=config.seed, reshuffle_each_iteration=True)
-                    .batch(config.batch_size, drop_remainder=True).repeat())
-        head.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
-                 verbose=verbosity())
+        extractor = probe.feature_model()
+
+        def compute():
+            plain = data.labeled_dataset(train_source, size, config.batch_size, training=False,
+                                         num_channels=channels, crop_pct=crop_pct)
+            return {"train_x": extractor.predict(plain, verbose=0).astype("float32"),
+                    "train_y": dataset_labels(plain),
+                    "eval_x": extractor.predict(eval_ds, verbose=0).astype("float32"),
+                    "eval_y": dataset_labels(eval_ds)}
+
+        arrays = stored_features(config, os.path.join(write_dir, "features.npz"), compute, log)
+        shards = feature_batches(arrays["train_x"], arrays["train_y"], config.batch_size,
+                                 config.seed)
+
+        def score():
+            return topk_scores(head.predict(arrays["eval_x"], batch_size=config.batch_size,
+                                            verbose=0), arrays["eval_y"])
+
+    def epoch_dataset(epoch, step_in_epoch):
+        return distribute.input_dataset(
+            dist, lambda num_shards, shard_index: shards(epoch, step_in_epoch, num_shards,
+                                                         shard_index), config.batch_size)
+
+    evaluations = fit_and_evaluate(trained, epoch_dataset, config, steps_per_epoch, start_step,
+                                   write_dir, score, log)
     after = [keras.ops.convert_to_numpy(v) for v in probe.encoder.weights]
     if any(not np.array_equal(a, b) for a, b in zip(before, after)):
         raise RuntimeError("the frozen encoder's weights changed during the probe")
-
-    logits = head.predict(features(eval_ds), verbose=0)
-    return report(output_dir, head, "probe_head.keras", logits, dataset_labels(eval_ds),
-                  started, log)
+    return report(write_dir, head, "probe_head.keras", evaluations, started, log)
 
 
 def main(argv=None):
-    args = build_parser(ProbeConfig, __doc__.split("\n")[0]).parse_args(argv)
+    parser = add_strategy_flags(build_parser(ProbeConfig, __doc__.split("\n")[0]))
+    args = parser.parse_args(argv)
     return run_main(lambda: run(resolve_config(args, ProbeConfig, get_probe_config),
-                                args.output_dir))
+                                args.output_dir, strategy=args.strategy,
+                                tpu_address=args.tpu_address))
 
 
 if __name__ == "__main__":

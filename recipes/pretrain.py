@@ -20,7 +20,8 @@ OUTPUT/
   encoder.weights.h5     its weights
 ```
 Starting the same command again with the same output directory continues
-from the last checkpoint (a finished run exits at once).
+from the last checkpoint (a finished run exits at once). On SIGTERM the run
+finishes its step, writes a checkpoint and exits with status 143.
 
 `--strategy` spreads each global batch over devices (`keras_mae.distribute`):
 `mirrored` (all local GPUs), `multi_worker` (TF_CONFIG), `tpu`, or on JAX
@@ -32,30 +33,24 @@ checkpoint, so OUTPUT must be on a file system all workers share.
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.common import (check_output_dir, other_split, parse_jit_compile,  # noqa: E402
-                            record_skipped, restart_with_heap_kept, run_main, save_atomic,
-                            write_atomic)
+from recipes.common import (check_output_dir, distributed_run, other_split,  # noqa: E402
+                            parse_jit_compile, record_skipped, restart_with_heap_kept, restore_latest, run_main,
+                            save_atomic, verbosity, warmup_cosine, write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
+from recipes.training import fit_epochs  # noqa: E402
 
 
 def build_parser():
     parser = flags.build_parser(PretrainConfig, __doc__.split("\n")[0],
                                 config_help="named config (pretrain_configs.CONFIGS)")
-    parser.add_argument("--strategy", default="default",
-                        help="distribution strategy (keras_mae.distribute.get_strategy): default, "
-                             "mirrored, multi_worker, tpu (TensorFlow); data_parallel (JAX)")
-    parser.add_argument("--tpu-address", default=None,
-                        help="TPU name or grpc:// address for --strategy tpu (else TPU_NAME)")
-    return parser
+    return flags.add_strategy_flags(parser)
 
 
 def resolve_config(args):
@@ -104,9 +99,7 @@ def build_optimizer(config, model, steps_per_epoch):
 
     effective_batch = config.batch_size * config.accum_steps
     peak = optimizers.scaled_learning_rate(config.base_lr, effective_batch)
-    total = config.epochs * steps_per_epoch
-    warmup = min(int(round(config.warmup_epochs * steps_per_epoch)), total)
-    schedule = optimizers.WarmupCosineDecay(peak, total, warmup, min_lr=config.min_lr)
+    schedule = warmup_cosine(config, steps_per_epoch, peak)
     # torch.optim.AdamW's update (epsilon 1e-8) with timm's parameter groups, as main_pretrain.py
     optimizer = optimizers.AdamW(
         schedule, beta_1=config.beta_1, beta_2=config.beta_2, weight_decay=config.weight_decay,
@@ -172,25 +165,9 @@ def run(config, output_dir, log=print, strategy="default", tpu_address=None):
     """
     validate(config)
     check_output_dir(output_dir)
-    import keras
-
-    from keras_mae import distribute
-
-    # first: a multi-worker strategy must exist before any TensorFlow op runs
-    dist = distribute.get_strategy(strategy, tpu_address=tpu_address)
-    replicas = distribute.num_replicas(dist)
-    # initialisers repeat run to run (every replica draws the same weights)
-    keras.utils.set_random_seed(config.seed)
-    if config.batch_size % replicas:
-        raise ValueError(f"--batch-size {config.batch_size} (the global batch) must be divisible "
-                         f"by the {replicas} replicas of --strategy {strategy}")
-    chief = distribute.is_chief()
-    write_dir = output_dir if chief else tempfile.mkdtemp(prefix="keras-mae-worker-")
-    try:
-        return _run(config, output_dir, write_dir, log, dist, strategy, replicas)
-    finally:
-        if not chief:
-            shutil.rmtree(write_dir, ignore_errors=True)
+    return distributed_run(config, output_dir, strategy, tpu_address,
+                           lambda dist, replicas, write_dir: _run(
+                               config, output_dir, write_dir, log, dist, strategy, replicas))
 
 
 def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
@@ -205,7 +182,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     keras.utils.set_random_seed(config.seed)
 
     from keras_mae import callbacks as mae_callbacks
-    from keras_mae import checkpoint, data
+    from keras_mae import data
 
     source = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
                               skip_bad_images=config.skip_bad_images)
@@ -230,11 +207,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         distribute.configure_model(model, dist)
 
         # every worker restores the chief's checkpoint (the shared output directory)
-        start_step = 0
-        folder = checkpoint.latest_checkpoint(os.path.join(output_dir, "checkpoint"))
-        if folder is not None:
-            state = checkpoint.restore_checkpoint(folder, model)
-            start_step = state["global_step"]
+        start_step, folder = restore_latest(model, output_dir)
     ckpt_dir = os.path.join(write_dir, "checkpoint")
     total_steps = config.epochs * steps_per_epoch
 
@@ -283,36 +256,27 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 
     started = time.time()
     history_path = os.path.join(write_dir, "history.csv")
-    while start_step < total_steps:
-        epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
-        # the epoch's permutation from (seed, epoch); a resumed epoch starts at its
-        # step without reading the records before it; each worker reads its share
-        def shard(num_shards, shard_index, epoch=epoch, step_in_epoch=step_in_epoch):
+
+    # the epoch's permutation from (seed, epoch); a resumed epoch starts at its
+    # step without reading the records before it; each worker reads its share
+    def epoch_dataset(epoch, step_in_epoch):
+        def shard(num_shards, shard_index):
             return data.pretrain_dataset(
                 source, config.image_size, config.batch_size, seed=config.seed, epoch=epoch,
                 start_step=step_in_epoch, shuffle_buffer=config.shuffle_buffer,
                 num_channels=model.encoder.num_channels, reshuffle_each_iteration=False,
                 num_shards=num_shards, shard_index=shard_index)
 
-        dataset = distribute.input_dataset(dist, shard, config.batch_size)
-        stop_after_epoch = keras.callbacks.LambdaCallback(
-            on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
-        model.fit(
-            dataset, initial_epoch=epoch, epochs=config.epochs,
-            steps_per_epoch=steps_per_epoch - step_in_epoch,
-            callbacks=[
-                mae_callbacks.StopOnNonFiniteLoss(start_step),
-                checkpoint.StepCheckpoint(ckpt_dir, config.checkpoint_every_steps,
-                                          start_step, steps_per_epoch),
-                *callbacks,
-                keras.callbacks.CSVLogger(history_path, append=True),
-                keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
-                recon,
-                stop_after_epoch,
-            ],
-            verbose=2 if not sys.stdout.isatty() else 1,
-        )
-        start_step = (epoch + 1) * steps_per_epoch
+        return distribute.input_dataset(dist, shard, config.batch_size)
+
+    fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+               start_step=start_step, checkpoint_dir=ckpt_dir,
+               every_steps=config.checkpoint_every_steps,
+               callbacks=[mae_callbacks.StopOnNonFiniteLoss(start_step), *callbacks,
+                          keras.callbacks.CSVLogger(history_path, append=True),
+                          keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
+                          recon],
+               verbose=verbosity())
 
     final_grid = os.path.join(recon.output_dir, f"epoch_{config.epochs:04d}.png")
     if not os.path.exists(final_grid):

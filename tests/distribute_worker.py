@@ -18,6 +18,9 @@ Modes:
                           shard_batches, under `data_parallel` after
                           `jax.distributed.initialize`, then one `fit` step on those
                           batches; reports the labels per step and the loss.
+    recipe RECIPE ARGS    on 2 devices (logical CPUs for TensorFlow, host devices for JAX):
+                          recipes/RECIPE.py ARGS (with or without --strategy); reports
+                          its exit status.
     leave_order           under MultiWorkerMirroredStrategy (TF_CONFIG): `leave_together`,
                           then the other worker takes 2 s more to exit; reports when
                           the chief returned and when the other one exited.
@@ -254,8 +257,23 @@ def tf_noise(images):
     return tf.reshape(images[:, ::8, ::8, 0], [-1, 16])
 
 
+def recipe(name, argv):
+    import importlib
+
+    if os.environ.get("KERAS_BACKEND") == "jax":
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_force_host_platform_device_count=2").strip()
+    else:
+        two_logical_cpus()
+    code = importlib.import_module(f"recipes.{name}").main(argv)
+    report(code=code)
+    return code
+
+
 def main(argv):
     mode = argv[0]
+    if mode == "recipe":
+        return recipe(argv[1], argv[2:])
     if mode == "pretrain_crash":
         return pretrain_crash(int(argv[1]), argv[2:])
     {"tf_mirrored": tf_mirrored, "jax_step": jax_step, "leave_order": leave_order,

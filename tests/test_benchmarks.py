@@ -356,3 +356,50 @@ def test_jpeg_benchmark_jobs_run_and_the_summary_takes_each_jobs_median(tmp_path
     table = jpeg_folder.markdown(summary, 3)
     assert ("| imagenet | 1 | 600 (300-900) | 560 (280-840) | 200 (100-300) | 640 (320-960) | "
             "3.00x | 94% |") in table
+
+
+
+def test_finetune_throughput_small(tmp_path):
+    """`--small` on this backend: both sides train, and the ratio column is keras_mae's over HF's.
+
+    The script runs float32 (a process per side); bfloat16's workers run in this process, to
+    stay within a minute on a 2-core CPU.
+    """
+    from benchmarks import finetune_throughput
+
+    backend = keras.backend.backend()
+    results = tmp_path / "RESULTS.md"
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "benchmarks", "finetune_throughput.py")
+    out = subprocess.run([sys.executable, script, "--small", "--backends", backend,
+                          "--dtypes", "float32", "--write-results", str(results)],
+                         env=dict(os.environ, KERAS_BACKEND=backend), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    # | model | dtype | keras_mae backend | batch | keras_mae img/s | HF img/s | HF attention | ratio |
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")]
+            for line in out.stdout.splitlines() if line.startswith("| test |")]
+    assert [row[1:4] for row in rows] == [["float32", backend, "8"]], out.stdout
+    ours, hf, ratio = float(rows[0][4]), float(rows[0][5]), float(rows[0][7])
+    assert ours > 0 and hf > 0 and rows[0][6] == "sdpa"
+    # each figure printed to 2 decimals: the ratio of the printed figures within their rounding
+    assert abs(ratio - ours / hf) <= 0.0051 + ours / hf * (0.005 / ours + 0.005 / hf), rows
+    # both sides train the same parameters (the heads' LayerNorms are as large)
+    jobs = {job["impl"]: job for job in map(json.loads, (
+        line for line in out.stdout.splitlines() if line.startswith("{")))}
+    assert jobs[f"keras_mae/{backend}"]["trainable_params"] \
+        == jobs["hf_transformers/torch"]["trainable_params"] > 0, jobs
+    text = results.read_text()
+    assert "<!-- begin finetune_throughput -->" in text and "--small" in text
+    assert f"| test | float32 | {backend} | 8 |" in text
+
+    policy = keras.mixed_precision.global_policy()
+    try:
+        bf16 = finetune_throughput.keras_worker("test", 2, "bfloat16", steps=1, warmup=1)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    assert bf16["impl"] == f"keras_mae/{backend}" and bf16["images_per_s"] > 0
+    assert bf16["trainable_params"] == jobs[f"keras_mae/{backend}"]["trainable_params"]
+    if backend == "torch":  # transformers' PyTorch modules next to TensorFlow/JAX: see PITFALLS
+        hf_bf16 = finetune_throughput.hf_worker("test", 2, "bfloat16", steps=1, warmup=1)
+        assert hf_bf16["images_per_s"] > 0 and hf_bf16["dtype"] == "bfloat16"

@@ -360,3 +360,95 @@ def test_jax_processes_each_read_their_half_and_train_on_the_global_batches(tmp_
 def test_jax_default_installs_no_distribution():
     assert distribute.get_strategy("default") is None
     assert keras.distribution.distribution() is None
+
+
+def classify_inputs(tmp_path):
+    from conftest import write_recipe_inputs
+
+    rng = np.random.RandomState(0)
+    splits = {name: (rng.randint(0, 256, (n, 16, 16, 3)).astype("uint8"), np.arange(n) % 3)
+              for name, n in (("train", 32), ("eval", 12))}
+    return write_recipe_inputs(tmp_path, splits, splits["eval"][0],
+                               dict(image_size=16, patch_size=8, hidden_dim=16, depth=2,
+                                    num_heads=2))
+
+
+def final_weights(out):
+    from test_interruption import weights
+
+    with open(os.path.join(out, "checkpoint", "latest")) as f:
+        folder = os.path.join(out, "checkpoint", f.read().strip())
+    return weights(os.path.join(folder, "state.weights.h5"))
+
+
+def _recipe_worker(tmp_path, recipe, argv):
+    proc = subprocess.run([sys.executable, WORKER, "recipe", recipe, *argv],
+                          env=worker_env(BACKEND, tmp_path), cwd=ROOT, capture_output=True,
+                          text=True, timeout=400)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+TWO_DEVICES = {"tensorflow": "mirrored", "jax": "data_parallel"}
+
+
+@pytest.mark.skipif(BACKEND not in TWO_DEVICES, reason="TensorFlow or JAX strategies")
+@pytest.mark.parametrize("accumulated", [False, True])
+def test_finetune_epoch_on_two_devices_or_accumulated_equals_one_device(tmp_path, accumulated):
+    """One epoch (2 steps of 16: mixup/cutmix per 8, RandAugment, erasing) on 2 replicas, or as
+    4 accumulated steps of 8, ends where one device with batch 16 ends."""
+    files = classify_inputs(tmp_path)
+    common = ["--config", "digits", "--encoder", files["encoder"], "--dataset", files["train"],
+              "--eval-dataset", files["eval"], "--epochs", "1", "--warmup-epochs", "0.5",
+              "--drop-path-rate", "0", "--mixup", "0.8", "--cutmix", "1.0",
+              "--mix-group-size", "8", "--rand-augment-ops", "2", "--erasing-prob", "0.25",
+              "--base-lr", "0.05", "--jit-compile", "false"]
+    single = str(tmp_path / "single")
+    _recipe_worker(tmp_path, "finetune", [*common, "--batch-size", "16", "--output-dir", single])
+    other = str(tmp_path / "other")
+    if accumulated:
+        extra = ["--batch-size", "8", "--accum-steps", "2"]
+    else:
+        extra = ["--batch-size", "16", "--strategy", TWO_DEVICES[BACKEND]]
+    printed = _recipe_worker(tmp_path, "finetune", [*common, *extra, "--output-dir", other])
+    if not accumulated:
+        assert "2 replica(s), 8 images each" in printed
+    a, b = final_weights(single), final_weights(other)
+    kernel = [k for k in a if k.endswith("vars/0") and "patch_embedding" in k]
+    assert kernel
+    initial = keras.saving.load_model(files["encoder"]).patch_embedding.weights[0]
+    moved = np.abs(a[kernel[0]] - keras.ops.convert_to_numpy(initial)).max()
+    assert moved > 1e-4  # the steps moved the weights
+    if accumulated:  # the optimizer holds its accumulators besides the moments
+        a, b = ({k: v for k, v in w.items() if not k.startswith("optimizer/")} for w in (a, b))
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-6, err_msg=name)
+    ma = json.load(open(os.path.join(single, "metrics.json")))
+    mb = json.load(open(os.path.join(other, "metrics.json")))
+    assert ma["top1"] == mb["top1"]
+
+
+@pytest.mark.skipif(BACKEND not in TWO_DEVICES, reason="TensorFlow or JAX strategies")
+def test_probe_on_two_devices(tmp_path):
+    """The probe's head on 2 replicas: equal to one device on JAX (one program over the global
+    batch); on TensorFlow each replica normalises its own half (BatchNorm1d under DDP)."""
+    files = classify_inputs(tmp_path)
+    common = ["--config", "digits", "--encoder", files["encoder"], "--dataset", files["train"],
+              "--eval-dataset", files["eval"], "--epochs", "2", "--batch-size", "16",
+              "--base-lr", "1", "--jit-compile", "false"]
+    single, other = str(tmp_path / "single"), str(tmp_path / "other")
+    _recipe_worker(tmp_path, "linear_probe", [*common, "--output-dir", single])
+    printed = _recipe_worker(tmp_path, "linear_probe", [*common, "--strategy",
+                                                        TWO_DEVICES[BACKEND], "--output-dir",
+                                                        other])
+    assert "2 replica(s), 8 images each" in printed
+    a, b = final_weights(single), final_weights(other)
+    assert a.keys() == b.keys()
+    for name in a:
+        if BACKEND == "jax":
+            np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-6, err_msg=name)
+        else:
+            assert np.isfinite(b[name]).all()
+    assert 0 <= json.load(open(os.path.join(other, "metrics.json")))["top1"] <= 1

@@ -33,23 +33,32 @@ def test_finetune_end_to_end(data, tmp_path, capsys):
     assert finetune.main(args(data, out, *full_recipe)) == 0
     printed = capsys.readouterr().out
     assert "RandAugment (2 ops, m 9" in printed and "layer decay 0.75" in printed
+    assert "mixup 0.8 / cutmix 1 per 32 images" in printed and "off:" not in printed
     metrics = json.load(open(out / "metrics.json"))
-    assert set(metrics) == {"top1", "top5"}
+    assert set(metrics) == {"top1", "top5", "epoch", "best_top1", "best_top5", "best_epoch"}
     assert 0 <= metrics["top1"] <= 1 and metrics["top5"] == 1.0  # 3 classes
+    assert metrics["epoch"] == metrics["best_epoch"] == 1
+    assert json.load(open(out / "evaluations.json"))["1"]["top1"] == metrics["top1"]
     model = keras.saving.load_model(str(out / "classifier.keras"))
     assert isinstance(model, ViTClassifier)
     assert model.encoder.drop_path_rate == 0.1 and model.pooling == "avg"
     images = np.random.RandomState(1).randn(2, 16, 16, 3).astype("float32")
     assert keras.ops.convert_to_numpy(model(images)).shape == (2, 3)
-    # weights moved away from the pretrained encoder
+    # weights moved away from the pretrained encoder, the position table too
+    # (trained as the official fine-tuning's pos_embed)
     encoder = keras.saving.load_model(data["encoder"])
     assert not np.allclose(keras.ops.convert_to_numpy(model.encoder.cls_token),
                            keras.ops.convert_to_numpy(encoder.cls_token))
+    table = model.encoder.position_embedding.table
+    assert table.trainable and model.encoder.trainable_positions
+    assert not np.allclose(keras.ops.convert_to_numpy(table),
+                           keras.ops.convert_to_numpy(encoder.position_embedding.table))
+    assert not encoder.position_embedding.table.trainable  # pretraining keeps it fixed
     rows = open(out / "history.csv").read().strip().splitlines()
     assert len(rows) == 2  # header + 1 epoch
 
 
-def test_other_resolution_and_cls_pooling_without_augmentation(data, tmp_path):
+def test_other_resolution_and_cls_pooling_without_augmentation(data, tmp_path, capsys):
     out = tmp_path / "ft24"
     code = finetune.main(args(data, out, "--image-size", "24", "--pooling", "cls",
                               "--rand-augment-ops", "0", "--mixup", "0", "--cutmix", "0",
@@ -58,6 +67,9 @@ def test_other_resolution_and_cls_pooling_without_augmentation(data, tmp_path):
     model = keras.saving.load_model(str(out / "classifier.keras"))
     assert tuple(model.encoder.image_size) == (24, 24)
     assert json.load(open(out / "metrics.json"))["top1"] >= 0
+    header = capsys.readouterr().out
+    assert "off: RandAugment, erasing, mixup, cutmix" in header
+    assert "RandAugment (" not in header
 
 
 @pytest.mark.parametrize(
@@ -78,3 +90,49 @@ def test_bad_input_fails_before_compute(data, tmp_path, capsys, extra, match):
     assert match in capsys.readouterr().err
     assert not (tmp_path / "run" / "metrics.json").exists()
     assert not (tmp_path / "run" / "config.json").exists()
+
+
+def test_evaluation_crop_follows_the_official_rule_by_size():
+    from recipes.classify_configs import FinetuneConfig
+    from recipes.common import eval_crop_pct
+
+    config = FinetuneConfig()
+    assert config.crop_pct == 0.0  # the official rule of util/datasets.py
+    assert eval_crop_pct(config, 224) == 0.875 and eval_crop_pct(config, 32) == 0.875
+    assert eval_crop_pct(config, 256) == 1.0 and eval_crop_pct(config, 384) == 1.0
+    config.crop_pct = 0.9
+    assert eval_crop_pct(config, 384) == 0.9
+
+
+EXPORTABLE = keras.backend.backend() in ("tensorflow", "jax")
+
+
+def test_mixed_precision_and_export(data, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    formats = "saved_model,onnx"
+    code = finetune.main(args(data, out, "--mixed-precision", "true", "--export", formats,
+                              "--mixup", "0", "--cutmix", "0"))
+    if not EXPORTABLE:  # refused before any compute, naming the format and backend
+        assert code == 2
+        err = capsys.readouterr().err
+        assert "'saved_model'" in err and "torch backend" in err
+        assert not (out / "config.json").exists()
+        return
+    assert code == 0, capsys.readouterr().err
+    assert "mixed_bfloat16" in capsys.readouterr().out
+    model = keras.saving.load_model(str(out / "classifier.keras"))
+    assert model.dtype_policy.name == "mixed_bfloat16"
+    assert model.encoder.blocks[0].compute_dtype == "bfloat16"
+    import onnxruntime
+
+    from recipes.common import float32_copy
+
+    images = np.random.RandomState(2).randn(3, 16, 16, 3).astype("float32")
+    want = keras.ops.convert_to_numpy(float32_copy(model)(images))
+    session = onnxruntime.InferenceSession(str(out / "export" / "model.onnx"))
+    got = session.run(None, {session.get_inputs()[0].name: images})[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    assert (out / "export" / "saved_model" / "saved_model.pb").exists()
+    # the bfloat16 model agrees with its float32 copy to bfloat16 precision only
+    mixed = keras.ops.convert_to_numpy(keras.ops.cast(model(images), "float32"))
+    assert 0 < np.abs(mixed - want).max() < 0.1

@@ -73,8 +73,11 @@ def test_probe_on_separable_set_is_accurate_and_writes_outputs(data, tmp_path):
     out = tmp_path / "probe"
     assert linear_probe.main(args(data, out, "--epochs", "30", "--base-lr", "80")) == 0
     metrics = json.load(open(out / "metrics.json"))
-    assert set(metrics) == {"top1", "top5"}
-    assert metrics["top1"] > 0.9
+    assert set(metrics) == {"top1", "top5", "epoch", "best_top1", "best_top5", "best_epoch"}
+    assert metrics["top1"] > 0.9 and metrics["epoch"] == 30
+    evaluations = json.load(open(out / "evaluations.json"))
+    assert sorted(map(int, evaluations)) == list(range(1, 31))  # every epoch by default
+    assert metrics["best_top1"] == max(e["top1"] for e in evaluations.values())
     assert metrics["top5"] == 1.0  # 4 classes
     head = keras.saving.load_model(str(out / "probe_head.keras"))
     assert tuple(head.output.shape) == (None, 4)

@@ -161,3 +161,60 @@ def test_bad_arguments():
         mix.rand_augment(images[0], seed(0), magnitude=11)
     with pytest.raises(ValueError, match="num_classes"):
         mix.finetune_dataset("digits", 16, 8, num_classes=0)
+
+
+def _mixed_labels(size=64, classes=64):
+    rng = np.random.RandomState(1)
+    return (rng.randint(0, 256, (size, 8, 8, 3)).astype("uint8"),
+            np.arange(size) % classes)
+
+
+def _plain_mix(x, y, **kwargs):
+    args = dict(num_classes=64, seed=5, shuffle_buffer=0, rand_augment_ops=0, erasing_prob=0.0,
+                mixup_alpha=0.8, cutmix_alpha=0.0, smoothing=0.0,
+                reshuffle_each_iteration=False)
+    args.update(kwargs)
+    return mix.finetune_dataset((x, y), 8, **args)
+
+
+def test_finetune_mixes_each_group_of_32_with_its_own_draw():
+    x, y = _mixed_labels()
+    images, targets = next(iter(_plain_mix(x, y, batch_size=64)))
+    targets = targets.numpy()
+    lams = []
+    for i in range(64):
+        # unshuffled: row i holds image i; its partner is its mirror inside its group of 32
+        partner = (i // 32) * 32 + 31 - i % 32
+        want = np.zeros(64)
+        lam = targets[i, i]
+        want[i] += lam
+        want[partner] += 1 - lam
+        np.testing.assert_allclose(targets[i], want, atol=1e-6, err_msg=f"row {i}")
+        lams.append(lam)
+    assert abs(lams[0] - lams[32]) > 1e-3  # two groups, two coefficients
+    assert np.allclose(lams[:32], lams[0]) and np.allclose(lams[32:], lams[32])
+    whole = next(iter(_plain_mix(x, y, batch_size=64, mix_group_size=0)))[1].numpy()
+    assert whole[0, 63] > 0  # the whole batch mixed with its reverse
+
+
+def test_finetune_shards_and_resumed_steps_draw_what_one_worker_draws():
+    x, y = _mixed_labels(128)
+    common = dict(batch_size=64, mixup_alpha=0.8, cutmix_alpha=1.0, smoothing=0.1,
+                  shuffle_buffer=1000, rand_augment_ops=2, erasing_prob=0.25, epoch=3)
+    whole = [(a.numpy(), b.numpy()) for a, b in _plain_mix(x, y, **common)]
+    parts = [[(a.numpy(), b.numpy()) for a, b in _plain_mix(x, y, num_shards=2, shard_index=w,
+                                                            **common)] for w in (0, 1)]
+    assert len(whole) == 2
+    for step in range(2):
+        for k in (0, 1):
+            np.testing.assert_allclose(
+                np.concatenate([parts[0][step][k], parts[1][step][k]]), whole[step][k],
+                atol=1e-5)
+    resumed = [(a.numpy(), b.numpy()) for a, b in _plain_mix(x, y, start_step=1, **common)]
+    assert len(resumed) == 1
+    np.testing.assert_allclose(resumed[0][0], whole[1][0], atol=1e-5)
+    np.testing.assert_array_equal(resumed[0][1], whole[1][1])
+    other_epoch = next(iter(_plain_mix(x, y, **dict(common, epoch=4))))
+    assert not np.allclose(other_epoch[0].numpy(), whole[0][0])
+    with pytest.raises(ValueError, match="mix_group_size=24"):
+        _plain_mix(x, y, batch_size=64, mix_group_size=24)

@@ -148,6 +148,8 @@ def test_finetuning_optimizer_is_param_groups_lrd_with_torch_adamw():
     model = finetune.build_classifier(config, encoder, 10)
     optimizer, peak = finetune.build_optimizer(config, model, STEPS_PER_EPOCH)
     variables = model.trainable_variables
+    # the official fine-tuning trains pos_embed (an nn.Parameter in timm's VisionTransformer)
+    assert any(v.path.endswith("position_embedding/table") for v in variables)
     initial = [_numpy(v) for v in variables]
     steps = 4
     gradients = _gradients(variables, steps, seed=2)
@@ -163,6 +165,44 @@ def test_finetuning_optimizer_is_param_groups_lrd_with_torch_adamw():
     decay = [0.0 if n else config.weight_decay for n in no_decay]
     assert min(scales) == pytest.approx(0.6 ** 4) and max(scales) == 1.0
     _assert_close(variables, _torch_adamw(initial, gradients, lrs, decay,
+                                          config.beta_1, config.beta_2))
+
+
+def test_accumulated_finetuning_steps_follow_the_official_engine():
+    """k accumulated batches: one update with their mean gradient at the lr of the group's first batch.
+
+    `engine_finetune.py`: the lr is set when `data_iter_step % accum_iter == 0`
+    and the optimizer steps on the summed (loss / accum_iter) gradients when
+    `(data_iter_step + 1) % accum_iter == 0`.
+    """
+    config = FinetuneConfig(model_overrides=dict(hidden_dim=16, depth=2, num_heads=2),
+                            epochs=4, warmup_epochs=1.0, base_lr=4e-2, batch_size=128,
+                            accum_steps=2, weight_decay=0.3, layer_decay=0.6)
+    from keras_mae.models import ViTEncoder
+
+    encoder = ViTEncoder(image_size=32, patch_size=4, hidden_dim=16, depth=2, num_heads=2)
+    encoder.build()
+    model = finetune.build_classifier(config, encoder, 10)
+    optimizer, peak = finetune.build_optimizer(config, model, STEPS_PER_EPOCH)
+    assert peak == pytest.approx(4e-2 * 256 / 256)  # lr from the effective batch
+    variables = model.trainable_variables
+    initial = [_numpy(v) for v in variables]
+    batches = 8
+    gradients = _gradients(variables, batches, seed=3)
+    _run(optimizer, variables, gradients)
+    assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == batches // 2
+
+    depth = 2
+    scales = [config.layer_decay ** (depth + 1 - _official_layer_id(v.path, depth))
+              for v in variables]
+    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
+                for v in variables]
+    updates = [[(a + b) / 2 for a, b in zip(gradients[u * 2], gradients[u * 2 + 1])]
+               for u in range(batches // 2)]
+    lrs = [[_official_lr(u * 2, peak, config.epochs, config.warmup_epochs) * s for s in scales]
+           for u in range(batches // 2)]
+    decay = [0.0 if n else config.weight_decay for n in no_decay]
+    _assert_close(variables, _torch_adamw(initial, updates, lrs, decay,
                                           config.beta_1, config.beta_2))
 
 

@@ -135,6 +135,7 @@ def test_every_named_config_builds_its_model_config():
 def test_gradient_accumulation_and_learning_rate_rule():
     config = get_config("digits")
     config.batch_size, config.accum_steps, config.base_lr = 32, 4, 1e-3
+    config.warmup_epochs = 0  # the first update at the peak rate, not at warmup's 0
     model = pretrain.build_model(config)
     model.build()
     optimizer, peak = pretrain.build_optimizer(config, model, steps_per_epoch=10)
@@ -150,3 +151,7 @@ def test_gradient_accumulation_and_learning_rate_rule():
         # weights move only once four micro-batches are accumulated
         assert changed == (step == 3), step
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == 1
+    # every batch of a group of 4 reads the rate of the group's first batch (engine_pretrain.py)
+    rates = keras.ops.convert_to_numpy(optimizer._learning_rate(np.arange(8)))
+    np.testing.assert_allclose(rates[:4], rates[0])
+    np.testing.assert_allclose(rates[4:], rates[4])

@@ -63,8 +63,11 @@ def test_finetuning_optimizer_has_the_official_groups_and_layer_scales():
     assert (optimizer.beta_1, optimizer.beta_2, optimizer.epsilon) == (0.9, 0.999, 1e-8)
     decayed = decayed_paths(optimizer, model)
     expected = {relative(v.path, model) for v in model.trainable_variables
-                if len(v.shape) > 1 and "cls_token" not in v.path}
+                if len(v.shape) > 1 and "cls_token" not in v.path
+                and "position_embedding" not in v.path}
     assert decayed == expected and "encoder/cls_token" not in decayed
+    # the position table trains (official pos_embed: layer 0, no weight decay)
+    assert "encoder/position_embedding/table" not in decayed
     scales = {relative(p, model): m for p, m in optimizer.learning_rate_multipliers.items()}
     decay = config.layer_decay
     assert scales["encoder/cls_token"] == pytest.approx(decay ** 4)
@@ -72,8 +75,9 @@ def test_finetuning_optimizer_has_the_official_groups_and_layer_scales():
     assert scales["encoder/encoder_block_0/attention/qkv/kernel"] == pytest.approx(decay ** 3)
     assert scales["encoder/encoder_block_2/fc2/bias"] == pytest.approx(decay)
     assert scales["head/kernel"] == scales["fc_norm/gamma"] == 1.0
-    # the fixed position table and the bypassed encoder norm are not trained at all
-    assert not any("position_embedding" in p or "encoder_norm" in p for p in scales)
+    assert scales["encoder/position_embedding/table"] == pytest.approx(decay ** 4)
+    # the bypassed encoder norm is not trained at all
+    assert not any("encoder_norm" in p for p in scales)
 
 
 def test_probe_optimizer_is_lars_without_decay_on_vectors():

@@ -3,22 +3,86 @@
 The fine-tuning recipe of the MAE paper (Appendix A.2, Table 9; official
 `main_finetune.py` with timm's transforms) augments each image with
 RandomResizedCrop + flip, RandAugment (9, 0.5), normalisation, random erasing
-(p = 0.25, per-pixel normal noise), then each batch with mixup (alpha 0.8) or
+(p = 0.25, per-pixel normal noise), then mixes images by mixup (alpha 0.8) or
 cutmix (alpha 1.0), switching with probability 0.5, on label-smoothed (0.1)
-one-hot targets. The pieces live in :mod:`keras_mae.data.randaugment`,
+one-hot targets. The official code mixes each GPU's batch of 32 on its own
+(timm ``Mixup`` in "batch" mode inside each of 8 processes x 4 accumulation
+steps); here a batch is mixed in groups of ``mix_group_size`` images, each
+group with its own draw. The pieces live in :mod:`keras_mae.data.randaugment`,
 :mod:`keras_mae.data.erasing` and :mod:`keras_mae.data.mixing`; this module
-wires them. All randomness is stateless, so a pipeline built twice with the
-same ``seed`` yields the same batches.
+wires them. All randomness is stateless and derived from ``seed``, the epoch
+and the position in it, so a pipeline built twice yields the same batches,
+a resumed epoch (``start_step``) continues exactly, and workers sharing a
+global batch (``num_shards``) draw what one worker would.
 """
 
 import tensorflow as tf
 
 from keras_mae.data import augment as _augment
+from keras_mae.data import pipeline as _pipeline
 from keras_mae.data._helpers import check_probability, split_seed
 from keras_mae.data.erasing import random_erasing
 from keras_mae.data.mixing import mixup_cutmix
-from keras_mae.data.pipeline import labeled_dataset
 from keras_mae.data.randaugment import rand_augment
+
+
+def check_mix_groups(batch_size, mix_group_size, num_shards=1):
+    """The images mixed together: ``min(mix_group_size, batch_size)`` (0 or None: the whole batch).
+
+    Raises ``ValueError`` naming the values unless each worker's share of the
+    batch (``batch_size // num_shards``) holds whole groups.
+    """
+    if mix_group_size is None or mix_group_size == 0:
+        return batch_size // num_shards
+    if isinstance(mix_group_size, bool) or not isinstance(mix_group_size, int) \
+            or mix_group_size < 0:
+        raise ValueError(f"mix_group_size must be an int >= 0 (0: the whole batch), got "
+                         f"{mix_group_size!r}")
+    group = min(mix_group_size, batch_size // num_shards)
+    if (batch_size // num_shards) % group:
+        raise ValueError(f"mix_group_size={mix_group_size} does not divide the "
+                         f"{batch_size // num_shards} images of a batch"
+                         f"{' per worker' if num_shards > 1 else ''} "
+                         f"(batch_size={batch_size}, num_shards={num_shards})")
+    return group
+
+
+def mix_groups(images, labels, num_classes, group_seeds, group_size, **mix_args):
+    """:func:`mixup_cutmix` on each group of ``group_size`` consecutive images, one seed each.
+
+    Args:
+        images: (B, H, W, C) float, B a multiple of ``group_size``.
+        labels: (B,) int.
+        num_classes: K.
+        group_seeds: int64 (B / group_size, 2).
+        group_size: int.
+        **mix_args: the other arguments of :func:`mixup_cutmix`.
+
+    Returns:
+        (images (B, H, W, C) float32, targets (B, K) float32).
+
+    Example:
+        >>> x, y = mix_groups(tf.zeros([4, 8, 8, 3]), tf.range(4), 4,
+        ...                   tf.constant([[0, 1], [0, 2]], tf.int64), 2)
+        >>> y.shape
+        TensorShape([4, 4])
+    """
+    shape = tf.shape(images)
+    groups = tf.shape(group_seeds)[0]
+    grouped = tf.reshape(tf.cast(images, tf.float32),
+                         tf.concat([[groups, group_size], shape[1:]], 0))
+    grouped_labels = tf.reshape(labels, [groups, group_size])
+
+    def one(args):
+        x, y, s = args
+        out, targets, _ = mixup_cutmix(x, y, num_classes, s, **mix_args)
+        return out, targets
+
+    out, targets = tf.map_fn(
+        one, (grouped, grouped_labels, group_seeds),
+        fn_output_signature=(tf.TensorSpec([group_size] + list(images.shape[1:]), tf.float32),
+                             tf.TensorSpec([group_size, num_classes], tf.float32)))
+    return tf.reshape(out, shape), tf.reshape(targets, [-1, num_classes])
 
 
 def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
@@ -26,22 +90,25 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
                      crop_scale=(0.08, 1.0), rand_augment_ops=2, rand_augment_magnitude=9.0,
                      rand_augment_std=0.5, erasing_prob=0.25, mixup_alpha=0.8,
                      cutmix_alpha=1.0, switch_prob=0.5, mix_prob=1.0, smoothing=0.1,
-                     mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD):
+                     mix_group_size=32, mean=_augment.IMAGENET_MEAN,
+                     std=_augment.IMAGENET_STD, epoch=0, start_step=0, num_shards=1,
+                     shard_index=0, reshuffle_each_iteration=True):
     """Training batches of the MAE fine-tuning recipe: (images, soft targets).
 
-    Per image: random resized crop (``crop_scale``) + flip (from
-    :func:`labeled_dataset`), :func:`rand_augment` (``rand_augment_ops`` = 0
-    disables it), normalisation, :func:`random_erasing`; per batch:
+    Per image: random resized crop (``crop_scale``) + flip, :func:`rand_augment`
+    (``rand_augment_ops`` = 0 disables it), normalisation,
+    :func:`random_erasing`; per group of ``mix_group_size`` images:
     :func:`mixup_cutmix` (both alphas 0: label smoothing only). Partial last
     batches are dropped.
 
     Args:
         source: a labelled source (see :func:`load_source`).
         image_size: output side S.
-        batch_size: B.
+        batch_size: B, the global batch.
         num_classes: K, the width of the targets.
         seed: int.
-        shuffle_buffer, repeat, num_channels, crop_scale, mean, std: as
+        shuffle_buffer, repeat, num_channels, crop_scale, mean, std, epoch,
+            start_step, num_shards, shard_index, reshuffle_each_iteration: as
             :func:`labeled_dataset`.
         rand_augment_ops, rand_augment_magnitude, rand_augment_std: RandAugment
             (2, 9, 0.5 in the paper).
@@ -49,9 +116,12 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
         mixup_alpha, cutmix_alpha, switch_prob, mix_prob: mixing (0.8, 1.0,
             0.5, 1.0).
         smoothing: label smoothing (0.1).
+        mix_group_size: images mixed together with one draw (32, the official
+            per-GPU batch); 0 or None: the whole batch.
 
     Returns:
-        ``tf.data.Dataset`` of (float32 (B, S, S, C), float32 (B, K)).
+        ``tf.data.Dataset`` of (float32 (B / num_shards, S, S, C), float32
+        (B / num_shards, K)).
 
     Example:
         >>> ds = finetune_dataset("digits", 16, 8, num_classes=10)
@@ -62,17 +132,22 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     check_probability("erasing_prob", erasing_prob)
-    # Crop and flip on the 0-255 scale (identity normalisation), the rest here.
-    crops = labeled_dataset(source, image_size, batch_size, training=True, seed=seed,
-                            shuffle_buffer=shuffle_buffer, drop_remainder=True,
-                            repeat=repeat, num_channels=num_channels,
-                            crop_scale=crop_scale, mean=(0.0,), std=(1.0 / 255.0,))
-    randoms = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+    group = check_mix_groups(batch_size, mix_group_size, num_shards)
+    mix_args = dict(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
+                    switch_prob=switch_prob, prob=mix_prob, smoothing=smoothing)
+    # the arguments are checked here, not first when the pipeline is traced
+    mixup_cutmix(tf.zeros([2, 1, 1, 1]), tf.zeros([2], tf.int32), num_classes,
+                 tf.zeros([2], tf.int64), **mix_args)
+    _pipeline._check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    source = _pipeline._prepare(source, batch_size, True, repeat)
+    if not source.has_labels:
+        raise ValueError(f"source {source.name!r} has no labels")
+    to_channels = _pipeline._channel_converter(source, num_channels)
 
-    def per_image(example, random):
-        (image, label) = example
-        image_seed = tf.stack([random, tf.constant(seed, tf.int64)])
-        ra_seed, erase_seed = split_seed(image_seed, 2)
+    def transform(read, example_seed):
+        crop_seed, ra_seed, erase_seed = split_seed(example_seed, 3)
+        element, image = _pipeline._train_transform(read, to_channels, image_size, crop_seed,
+                                                    crop_scale, None)
         image = tf.clip_by_value(image, 0.0, 255.0)
         if rand_augment_ops:
             image = rand_augment(image, ra_seed, rand_augment_ops, rand_augment_magnitude,
@@ -80,20 +155,24 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
         image = _augment.normalize(image, mean, std)
         if erasing_prob > 0:
             image = random_erasing(image, erase_seed, prob=erasing_prob)
-        return image, label
+        return image, element["labels"]
 
-    def per_batch(batch, random):
-        (images, labels) = batch
-        batch_seed = tf.stack([random, tf.constant(seed + 2, tf.int64)])
-        images, targets, _ = mixup_cutmix(images, labels, num_classes, batch_seed,
-                                          mixup_alpha, cutmix_alpha, switch_prob,
-                                          mix_prob, smoothing)
-        return images, targets
+    ds = _pipeline._build(source, batch_size, seed, shuffle_buffer, True, repeat, transform,
+                          reshuffle=reshuffle_each_iteration, epoch=epoch,
+                          start_step=start_step, num_shards=num_shards,
+                          shard_index=shard_index)
+    groups = batch_size // num_shards // group
+    first_group = shard_index * groups
+    epoch_seed = tf.constant([seed + 2, epoch], tf.int64)
 
-    ds = tf.data.Dataset.zip(crops.unbatch(), randoms)
-    ds = ds.map(per_image, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    ds = ds.batch(batch_size, drop_remainder=True)
-    batch_randoms = tf.data.Dataset.random(seed=seed + 2, rerandomize_each_iteration=True)
-    ds = tf.data.Dataset.zip(ds, batch_randoms)
-    ds = ds.map(per_batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    def per_batch(step, batch):
+        images, labels = batch
+        # one seed per group of the global batch: the same draws for any number of workers
+        index = step * (batch_size // group) + first_group + tf.range(groups, dtype=tf.int64)
+        seeds = tf.map_fn(lambda i: tf.random.experimental.stateless_fold_in(epoch_seed, i),
+                          index, fn_output_signature=tf.TensorSpec([2], tf.int64))
+        return mix_groups(images, labels, num_classes, seeds, group, **mix_args)
+
+    ds = ds.enumerate(start=start_step).map(per_batch, num_parallel_calls=tf.data.AUTOTUNE,
+                                            deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)

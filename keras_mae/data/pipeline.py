@@ -153,8 +153,10 @@ def _indexed(source, batch_size, seed, shuffle, drop_remainder, repeat, transfor
     ds = ds.map(lambda index, example_seed: transform(
         lambda crop_box=None: source.read(index, crop_box), example_seed),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.batch(batch_size // num_shards, drop_remainder=drop_remainder,
-                    num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size // num_shards, drop_remainder=drop_remainder,
+                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    # a known length: Keras then needs no extra read to find the end of an epoch
+    return ds if repeat else ds.apply(tf.data.experimental.assert_cardinality(steps - start_step))
 
 
 def _stream(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat, transform,

@@ -10,13 +10,17 @@ from keras_mae import ops as mae_ops
 class SinCosPositionEmbedding(keras.layers.Layer):
     """Holds the fixed `(1 + h * w, D)` sin-cos table and adds it to tokens.
 
-    The table is a non-trainable weight (as the official `pos_embed` buffer,
-    `requires_grad=False`), so it is saved with the model and a converted
-    checkpoint can overwrite it. Row 0 belongs to the class token (all zeros).
+    The table is a weight, so it is saved with the model and a converted
+    checkpoint can overwrite it. It is fixed by default (the official
+    pretraining's `pos_embed` buffer, `requires_grad=False`); with
+    `trainable_table=True` it is a trainable parameter starting from the
+    sin-cos values (the official fine-tuning's `pos_embed`). Row 0 belongs to
+    the class token (all zeros at the start).
 
     Args:
         grid: `(h, w)` patch grid.
         hidden_dim: int `D`, divisible by 4.
+        trainable_table: bool, whether training updates the table.
         **kwargs: standard layer arguments.
 
     Call arguments:
@@ -35,10 +39,11 @@ class SinCosPositionEmbedding(keras.layers.Layer):
     ```
     """
 
-    def __init__(self, grid, hidden_dim, **kwargs):
+    def __init__(self, grid, hidden_dim, trainable_table=False, **kwargs):
         super().__init__(**kwargs)
         self.grid = tuple(grid)
         self.hidden_dim = hidden_dim
+        self.trainable_table = bool(trainable_table)
         self._initial_table = mae_ops.sincos_2d_table(hidden_dim, self.grid)
 
     def build(self, input_shape=None):
@@ -46,7 +51,7 @@ class SinCosPositionEmbedding(keras.layers.Layer):
             name="table",
             shape=self._initial_table.shape,
             initializer=keras.initializers.Constant(self._initial_table),
-            trainable=False,
+            trainable=self.trainable_table,
         )
 
     @property
@@ -62,5 +67,6 @@ class SinCosPositionEmbedding(keras.layers.Layer):
 
     def get_config(self):
         config = super().get_config()
-        config.update({"grid": list(self.grid), "hidden_dim": self.hidden_dim})
+        config.update({"grid": list(self.grid), "hidden_dim": self.hidden_dim,
+                       "trainable_table": self.trainable_table})
         return config

@@ -32,7 +32,13 @@ class TokenDense(keras.layers.Dense):
     def call(self, inputs, training=None):
         if len(inputs.shape) <= 2:
             return super().call(inputs, training=training)
-        leading = ops.shape(inputs)[:-1]
+        inner = tuple(inputs.shape[1:-1])
+        if all(isinstance(d, int) and d > 0 for d in inner):
+            # Only the batch may be symbolic: -1 keeps ONNX export (jax2onnx) able to
+            # map it back to the input's batch axis.
+            leading = (-1, *inner)
+        else:
+            leading = ops.shape(inputs)[:-1]
         flat = ops.reshape(inputs, (-1, inputs.shape[-1]))
         outputs = super().call(flat, training=training)
         return ops.reshape(outputs, (*leading, outputs.shape[-1]))

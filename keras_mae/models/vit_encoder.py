@@ -12,7 +12,7 @@ from keras_mae.pos_embed import interpolate_pos_embed
 
 @keras.saving.register_keras_serializable(package="keras_mae")
 class ViTEncoder(keras.Model):
-    """Vision Transformer encoder with a class token and fixed sin-cos positions.
+    """Vision Transformer encoder with a class token and sin-cos positions.
 
     Called on images, it runs on all patches (no masking) and returns the
     final-normed tokens, class token first: this is the backbone for linear
@@ -40,6 +40,9 @@ class ViTEncoder(keras.Model):
         drop_path_rate: float, stochastic depth of the last block; block `i`
             gets `drop_path_rate * i / (depth - 1)`.
         seed: int or None, for stochastic depth.
+        trainable_positions: bool. False (default): the sin-cos position
+            table stays fixed, as in the official pretraining; True: it is
+            trained from its current values, as in the official fine-tuning.
         **kwargs: standard model arguments (`name`, `dtype`).
 
     Call arguments:
@@ -71,6 +74,7 @@ class ViTEncoder(keras.Model):
         layer_norm_epsilon=1e-6,
         drop_path_rate=0.0,
         seed=None,
+        trainable_positions=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -97,12 +101,14 @@ class ViTEncoder(keras.Model):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.drop_path_rate = drop_path_rate
         self.seed = seed
+        self.trainable_positions = bool(trainable_positions)
         self.num_patches = self.grid[0] * self.grid[1]
 
         policy = self.dtype_policy
         self.patch_embedding = PatchEmbedding(hidden_dim, dtype=policy, name="patch_embedding")
         self.position_embedding = SinCosPositionEmbedding(
-            self.grid, hidden_dim, dtype=policy, name="position_embedding"
+            self.grid, hidden_dim, trainable_table=self.trainable_positions, dtype=policy,
+            name="position_embedding"
         )
         rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [0.0]
         self.blocks = [
@@ -214,7 +220,8 @@ class ViTEncoder(keras.Model):
             self.build()
         return weights_below(self)
 
-    def copy(self, image_size=None, drop_path_rate=None, seed=None, **kwargs):
+    def copy(self, image_size=None, drop_path_rate=None, seed=None, trainable_positions=None,
+             **kwargs):
         """A new, built encoder holding copies of this one's weights.
 
         The one explicit step between tasks of different resolution or
@@ -226,6 +233,7 @@ class ViTEncoder(keras.Model):
             image_size: int, `(h, w)` or None (this encoder's).
             drop_path_rate: float or None (this encoder's).
             seed: int or None (this encoder's).
+            trainable_positions: bool or None (this encoder's).
             **kwargs: `name`, `dtype` of the copy (this encoder's by default).
 
         Returns:
@@ -243,7 +251,8 @@ class ViTEncoder(keras.Model):
         config = self.get_config()
         for key in ("name", "trainable", "dtype"):
             config.pop(key)
-        changes = {"image_size": image_size, "drop_path_rate": drop_path_rate, "seed": seed}
+        changes = {"image_size": image_size, "drop_path_rate": drop_path_rate, "seed": seed,
+                   "trainable_positions": trainable_positions}
         config.update({k: v for k, v in changes.items() if v is not None})
         kwargs.setdefault("name", self.name)
         kwargs.setdefault("dtype", self.dtype_policy)
@@ -271,6 +280,7 @@ class ViTEncoder(keras.Model):
                 "layer_norm_epsilon": self.layer_norm_epsilon,
                 "drop_path_rate": self.drop_path_rate,
                 "seed": self.seed,
+                "trainable_positions": self.trainable_positions,
             }
         )
         return config

@@ -102,6 +102,13 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             `0 <= warmup_steps <= total_steps`.
         min_lr: Float, the final learning rate, `0 <= min_lr <= peak_lr`.
             Defaults to `0.0`.
+        accumulation_steps: Int >= 1, the optimizer's
+            `gradient_accumulation_steps` (1: none). Keras evaluates the
+            schedule at every batch and applies the rate of the last batch of
+            each group of k; the official engine sets the rate at the first
+            (`data_iter_step % accum_iter == 0`). With k > 1 step `s` gets the
+            rate of `s - s % k`, so update `u` uses the official rate of batch
+            `u * k`. `total_steps` and `warmup_steps` count batches.
 
     Returns:
         Called with a step, returns a float32 tensor of the step's shape
@@ -125,7 +132,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
           `util/lr_sched.py`.
     """
 
-    def __init__(self, peak_lr, total_steps, warmup_steps, min_lr=0.0):
+    def __init__(self, peak_lr, total_steps, warmup_steps, min_lr=0.0, accumulation_steps=1):
         _check_number("peak_lr", peak_lr)
         _check_number("min_lr", min_lr)
         _check_number("total_steps", total_steps, allow_zero=False)
@@ -140,12 +147,19 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
                 "`min_lr` must not exceed `peak_lr`. Received: "
                 f"min_lr={min_lr!r}, peak_lr={peak_lr!r}"
             )
+        if isinstance(accumulation_steps, bool) or not isinstance(accumulation_steps, int) \
+                or accumulation_steps < 1:
+            raise ValueError("`accumulation_steps` must be an int >= 1. Received: "
+                             f"accumulation_steps={accumulation_steps!r}")
         self.peak_lr = peak_lr
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
         self.min_lr = min_lr
+        self.accumulation_steps = accumulation_steps
 
     def __call__(self, step):
+        if self.accumulation_steps > 1:
+            step = ops.subtract(step, ops.mod(step, self.accumulation_steps))
         step = ops.cast(step, "float32")
         peak_lr = float(self.peak_lr)
         min_lr = float(self.min_lr)
@@ -168,6 +182,7 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
             "total_steps": self.total_steps,
             "warmup_steps": self.warmup_steps,
             "min_lr": self.min_lr,
+            "accumulation_steps": self.accumulation_steps,
         }
 
     @classmethod

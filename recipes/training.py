@@ -1,0 +1,166 @@
+"""The recipes' epoch loop: one pipeline per epoch, checkpoints, resume, and a clean stop on SIGTERM.
+
+`fit_epochs` trains a compiled model from a global step to the end, building
+each epoch's data from `(epoch, step in epoch)`, saving a checkpoint every N
+steps and at each epoch end (`keras_mae.checkpoint`). On SIGTERM (how
+preemptible machines, TPU maintenance and batch schedulers stop a job) the
+step in progress finishes, a checkpoint is written and `Preempted` is raised;
+the same command then continues from that step. The recipes import from here
+and never from each other.
+"""
+
+import contextlib
+import signal
+import sys
+
+# the exit status of a run stopped by SIGTERM after saving (128 + SIGTERM, as a shell reports it)
+PREEMPTED_EXIT = 128 + signal.SIGTERM
+
+
+class Preempted(Exception):
+    """Raised after a SIGTERM stopped training and a checkpoint was written."""
+
+    def __init__(self, step, total, folder):
+        super().__init__(f"stopped by SIGTERM at step {step} of {total}; checkpoint {folder}; "
+                         "run the same command to continue")
+        self.step, self.total, self.folder = step, total, folder
+
+
+@contextlib.contextmanager
+def sigterm_flag():
+    """Within the block, SIGTERM sets `flag["received"]` instead of ending the process."""
+    flag = {"received": False}
+    if not _main_thread():
+        yield flag
+        return
+
+    def handler(signum, frame):
+        flag["received"] = True
+        print("SIGTERM received: finishing the step and writing a checkpoint", file=sys.stderr,
+              flush=True)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield flag
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread():
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def _stop_callback(flag, saver):
+    import keras
+
+    class StopOnSigterm(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if flag["received"]:
+                saver.save()
+                self.model.stop_training = True
+
+        def on_epoch_end(self, epoch, logs=None):
+            if flag["received"]:
+                self.model.stop_training = True
+
+    return StopOnSigterm()
+
+
+def _epoch_gate(callbacks, first_step, steps_per_epoch):
+    """`callbacks`, whose `on_epoch_end` runs only when the epoch ran to its end.
+
+    Keras calls `on_epoch_end` also when training stops mid-epoch; a CSV row or
+    an evaluation of a part of an epoch would then be written twice, once now
+    and once when the resumed run completes the epoch.
+    """
+    import keras
+
+    class EpochGate(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.step = first_step
+
+        def set_model(self, model):
+            super().set_model(model)
+            for c in callbacks:
+                c.set_model(model)
+
+        def set_params(self, params):
+            super().set_params(params)
+            for c in callbacks:
+                c.set_params(params)
+
+        def on_train_begin(self, logs=None):
+            for c in callbacks:
+                c.on_train_begin(logs)
+
+        def on_train_end(self, logs=None):
+            for c in callbacks:
+                c.on_train_end(logs)
+
+        def on_epoch_begin(self, epoch, logs=None):
+            for c in callbacks:
+                c.on_epoch_begin(epoch, logs)
+
+        def on_train_batch_begin(self, batch, logs=None):
+            for c in callbacks:
+                c.on_train_batch_begin(batch, logs)
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.step += 1
+            for c in callbacks:
+                c.on_train_batch_end(batch, logs)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if self.step == steps_per_epoch:
+                for c in callbacks:
+                    c.on_epoch_end(epoch, logs)
+
+    return EpochGate()
+
+
+def fit_epochs(model, epoch_dataset, *, epochs, steps_per_epoch, start_step, checkpoint_dir,
+               every_steps, callbacks=(), verbose=2):
+    """Trains `model` from global step `start_step` to `epochs * steps_per_epoch`.
+
+    Args:
+        model: a compiled model, restored to `start_step` already.
+        epoch_dataset: function `(epoch, step_in_epoch) -> dataset` of the
+            remaining batches of that epoch.
+        epochs, steps_per_epoch: ints.
+        start_step: int, the global step to start at.
+        checkpoint_dir: where checkpoints go (`keras_mae.checkpoint`).
+        every_steps: int, a checkpoint every this many steps (and at each
+            epoch end).
+        callbacks: Keras callbacks; their `on_epoch_end` runs before that
+            epoch's checkpoint is written (an evaluation logged there is on
+            disk before the run can resume past it).
+        verbose: Keras' `verbose` of `fit`.
+
+    Raises:
+        Preempted: after SIGTERM, once the checkpoint is written.
+    """
+    import keras
+
+    from keras_mae import checkpoint
+
+    total = epochs * steps_per_epoch
+    with sigterm_flag() as flag:
+        while start_step < total:
+            epoch, step_in_epoch = divmod(start_step, steps_per_epoch)
+            saver = checkpoint.StepCheckpoint(checkpoint_dir, every_steps, start_step,
+                                              steps_per_epoch)
+            stop_after_epoch = keras.callbacks.LambdaCallback(
+                on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
+            model.fit(epoch_dataset(epoch, step_in_epoch), initial_epoch=epoch, epochs=epochs,
+                      steps_per_epoch=steps_per_epoch - step_in_epoch,
+                      callbacks=[_epoch_gate(list(callbacks), step_in_epoch, steps_per_epoch),
+                                 saver, _stop_callback(flag, saver), stop_after_epoch],
+                      verbose=verbose)
+            if flag["received"]:
+                if saver.last_saved != saver.global_step:
+                    saver.save()
+                raise Preempted(saver.global_step, total, saver.last_folder)
+            start_step = (epoch + 1) * steps_per_epoch
