@@ -108,12 +108,10 @@ def build_optimizer(config, model, steps_per_epoch):
     from keras_mae import optimizers
 
     peak = optimizers.scaled_learning_rate(config.base_lr, config.batch_size * config.accum_steps)
-    optimizer = optimizers.LayerDecayAdamW(
-        warmup_cosine(config, steps_per_epoch, peak), num_layers=model.encoder.depth,
-        layer_decay=config.layer_decay, weight_decay=config.weight_decay,
-        beta_1=config.beta_1, beta_2=config.beta_2, epsilon=1e-8,
+    optimizer = optimizers.finetuning_adamw(
+        model, warmup_cosine(config, steps_per_epoch, peak), layer_decay=config.layer_decay,
+        weight_decay=config.weight_decay, beta_1=config.beta_1, beta_2=config.beta_2,
         gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None)
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "finetune")
     return optimizer, peak
 
 

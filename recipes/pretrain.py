@@ -101,11 +101,10 @@ def build_optimizer(config, model, steps_per_epoch):
     peak = optimizers.scaled_learning_rate(config.base_lr, effective_batch)
     schedule = warmup_cosine(config, steps_per_epoch, peak)
     # torch.optim.AdamW's update (epsilon 1e-8) with timm's parameter groups, as main_pretrain.py
-    optimizer = optimizers.AdamW(
-        schedule, beta_1=config.beta_1, beta_2=config.beta_2, weight_decay=config.weight_decay,
-        gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None,
-    )
-    optimizers.exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")
+    optimizer = optimizers.pretraining_adamw(
+        model, schedule, beta_1=config.beta_1, beta_2=config.beta_2,
+        weight_decay=config.weight_decay,
+        gradient_accumulation_steps=config.accum_steps if config.accum_steps > 1 else None)
     return optimizer, peak
 
 

@@ -206,6 +206,38 @@ def test_accumulated_finetuning_steps_follow_the_official_engine():
                                           config.beta_1, config.beta_2))
 
 
+def test_compile_without_an_optimizer_is_the_official_one():
+    """`model.compile()` (the easy path) updates as the official engines at the base rate."""
+    from keras_mae.models import ViTEncoder
+    from keras_mae.models.classifier import ViTClassifier
+
+    mae = pretrain.build_model(PretrainConfig(model_overrides=SMALL))
+    mae.compile()
+    variables = mae.trainable_variables
+    initial = [_numpy(v) for v in variables]
+    gradients = _gradients(variables, 3, seed=4)
+    _run(mae.optimizer, variables, gradients)
+    decay = [0.0 if (v.ndim <= 1 or v.path.endswith("bias")) else 0.05 for v in variables]
+    _assert_close(variables, _torch_adamw(initial, gradients, [[1.5e-4] * len(variables)] * 3,
+                                          decay, 0.9, 0.95))
+
+    encoder = ViTEncoder(image_size=32, patch_size=4, hidden_dim=16, depth=2, num_heads=2,
+                         trainable_positions=True)
+    classifier = ViTClassifier(encoder, 10)
+    classifier.compile()
+    assert isinstance(classifier.loss, keras.losses.SparseCategoricalCrossentropy)
+    variables = classifier.trainable_variables
+    initial = [_numpy(v) for v in variables]
+    gradients = _gradients(variables, 3, seed=5)
+    _run(classifier.optimizer, variables, gradients)
+    scales = [0.75 ** (3 - _official_layer_id(v.path, 2)) for v in variables]
+    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
+                for v in variables]
+    _assert_close(variables, _torch_adamw(
+        initial, gradients, [[1e-3 * s for s in scales]] * 3,
+        [0.0 if n else 0.05 for n in no_decay], 0.9, 0.999))
+
+
 def _official_lars(params, gradients, lrs, weight_decay, momentum=0.9, trust=0.001):
     """util/lars.py: decay and trust ratio for ndim > 1 only; mu = m mu + dp; p -= lr mu."""
     params = [p.copy() for p in params]

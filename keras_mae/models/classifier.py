@@ -121,6 +121,25 @@ class ViTClassifier(keras.Model):
         # first call holds all of its weights.
         self.build()
 
+    def compile(self, optimizer=None, loss=None, **kwargs):
+        """As `keras.Model.compile`; by default the official fine-tuning optimizer and a logits loss.
+
+        Without an optimizer it is `keras_mae.optimizers.finetuning_adamw`
+        (AdamW (0.9, 0.999), epsilon 1e-8, weight decay 0.05 off biases,
+        norms, the class token and positions, layer decay 0.75) at the base
+        rate 1e-3 of a batch of 256, constant. Without a loss it is the
+        cross-entropy of the logits with integer labels
+        (`SparseCategoricalCrossentropy(from_logits=True)`); soft (mixed)
+        targets need `CategoricalCrossentropy(from_logits=True)`.
+        """
+        if optimizer is None:
+            from keras_mae.optimizers import finetuning_adamw
+
+            optimizer = finetuning_adamw(self)
+        if loss is None:
+            loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+
     def build(self, input_shape=None):
         if self.built:
             return

@@ -188,13 +188,26 @@ class MaskedAutoencoder(keras.Model):
         self.decoder.build((None, 1 + self.num_visible, self.encoder.hidden_dim))
         self.built = True
 
-    def compile(self, optimizer="adamw", loss=None, **kwargs):
-        """As `keras.Model.compile`; the MAE loss is built in, so `loss` must be None."""
+    def compile(self, optimizer=None, loss=None, **kwargs):
+        """As `keras.Model.compile`; the MAE loss is built in, so `loss` must be None.
+
+        Without an optimizer it is the official pretraining AdamW
+        (`keras_mae.optimizers.pretraining_adamw`: torch's update rule, betas
+        (0.9, 0.95), weight decay 0.05 off biases and norms) at the base rate
+        1.5e-4 of a batch of 256, constant: pass
+        `pretraining_adamw(model, schedule)` for the paper's warmup and
+        cosine. (Keras' `"adamw"` string differs: epsilon 1e-7 outside the
+        bias correction, every variable decayed.)
+        """
         if loss is not None:
             raise ValueError(
                 "MaskedAutoencoder computes its own reconstruction loss; "
                 f"compile it without `loss`. Received: loss={loss!r}"
             )
+        if optimizer is None:
+            from keras_mae.optimizers import pretraining_adamw
+
+            optimizer = pretraining_adamw(self)
         super().compile(optimizer=optimizer, **kwargs)
 
     def make_train_function(self, force=False):

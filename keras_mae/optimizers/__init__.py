@@ -12,6 +12,8 @@ from keras_mae.optimizers.layer_decay import EMBEDDING_NAMES
 from keras_mae.optimizers.layer_decay import LayerDecayAdamW
 from keras_mae.optimizers.layer_decay import layer_decay_multipliers
 from keras_mae.optimizers.layer_decay import layer_id_for_variable
+from keras_mae.optimizers.official import finetuning_adamw
+from keras_mae.optimizers.official import pretraining_adamw
 from keras_mae.optimizers.schedules import WarmupCosineDecay
 from keras_mae.optimizers.schedules import scaled_learning_rate
 from keras_mae.optimizers.weight_decay import NO_WEIGHT_DECAY_NAMES
@@ -27,7 +29,9 @@ __all__ = [
     "WarmupCosineDecay",
     "decays",
     "exclude_from_weight_decay_mae",
+    "finetuning_adamw",
     "layer_decay_multipliers",
     "layer_id_for_variable",
+    "pretraining_adamw",
     "scaled_learning_rate",
 ]
