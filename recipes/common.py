@@ -112,6 +112,10 @@ def validate_common(config):
     if not 0 <= config.crop_pct <= 1:
         raise ValueError(f"--crop-pct must be in [0, 1] (0: the official rule). "
                          f"Received: {config.crop_pct!r}")
+    if isinstance(config.train_images, bool) or not isinstance(config.train_images, int) \
+            or config.train_images < 0:
+        raise ValueError(f"--train-images must be an int >= 0 (0: all). "
+                         f"Received: {config.train_images!r}")
     for name in ("accum_steps", "eval_every_epochs", "checkpoint_every_steps"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -347,6 +351,8 @@ def load_sources(config):
 
     train = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
                              skip_bad_images=config.skip_bad_images)
+    if config.train_images:
+        train = data.subset_source(train, config.train_images, seed=config.seed)
     note = ""
     if config.eval_dataset:
         evaluation = data.load_source(config.eval_dataset, split=config.eval_split,

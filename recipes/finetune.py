@@ -117,7 +117,8 @@ def build_optimizer(config, model, steps_per_epoch):
 
 def augmentation_summary(config):
     """One line naming exactly the augmentations that are on."""
-    parts = [f"random resized crop (area {config.crop_min:g}-1) + flip"]
+    parts = [f"random resized crop (area {config.crop_min:g}-1)"
+             + (" + flip" if config.flip else ", no flip")]
     if config.rand_augment_ops:
         parts.append(f"RandAugment ({config.rand_augment_ops} ops, m "
                      f"{config.rand_augment_magnitude:g}, std {config.rand_augment_std:g})")
@@ -227,7 +228,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas, formats):
                 switch_prob=config.mixup_switch_prob, mix_prob=config.mixup_prob,
                 smoothing=config.label_smoothing, mix_group_size=config.mix_group_size,
                 epoch=epoch, start_step=step_in_epoch, num_shards=num_shards,
-                shard_index=shard_index, reshuffle_each_iteration=False)
+                shard_index=shard_index, reshuffle_each_iteration=False, flip=config.flip)
 
         return distribute.input_dataset(dist, shard, config.batch_size)
 

@@ -216,7 +216,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
                 train_source, size, config.batch_size, training=True, seed=config.seed,
                 shuffle_buffer=config.shuffle_buffer, num_channels=channels,
                 crop_scale=(config.crop_min, 1.0), epoch=epoch, start_step=step_in_epoch,
-                num_shards=num_shards, shard_index=shard_index, reshuffle_each_iteration=False)
+                num_shards=num_shards, shard_index=shard_index, reshuffle_each_iteration=False,
+                flip=config.flip)
 
         def score():
             return topk_scores(probe.predict(eval_ds, verbose=0), eval_labels)

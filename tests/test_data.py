@@ -451,3 +451,41 @@ def test_extra_augment_takes_keras_and_keras_cv_layers(pipeline):
 def test_extra_augment_is_refused_without_augmentation():
     with pytest.raises(ValueError, match="training\\) pipelines only"):
         labeled_dataset("digits", 16, 4, training=False, extra_augment=lambda x: x)
+
+
+def test_subset_source_keeps_count_per_class_at_random_from_the_seed():
+    from keras_mae.data import from_arrays, subset_source
+
+    rng = np.random.RandomState(0)
+    labels = np.repeat(np.arange(4), [10, 20, 30, 40])
+    images = rng.randint(0, 256, (100, 4, 4, 3)).astype("uint8")
+    images[:, 0, 0, 0] = np.arange(100)  # each image says which record it is
+    source = from_arrays(images, labels)
+    part = subset_source(source, 18, seed=3)
+    assert part.num_examples == 18
+    read = [(int(e["images"][0, 0, 0]), int(e["labels"])) for e in part.dataset]
+    rows = [r for r, _ in read]
+    assert rows == sorted(rows) and len(set(rows)) == 18
+    assert all(labels[r] == y for r, y in read)
+    assert np.bincount([y for _, y in read]).tolist() == [5, 5, 4, 4]
+    assert [r for r, _ in ((int(e["images"][0, 0, 0]), 0) for e in
+                           subset_source(source, 18, seed=3).dataset)] == rows
+    other = [int(e["images"][0, 0, 0]) for e in subset_source(source, 18, seed=4).dataset]
+    assert other != rows
+    batch = next(iter(labeled_dataset(part, 4, 18, training=False)))
+    np.testing.assert_array_equal(np.sort(batch[1].numpy()), np.sort([y for _, y in read]))
+    with pytest.raises(ValueError, match="class 0"):
+        subset_source(source, 60)
+
+
+def test_training_flip_can_be_turned_off():
+    rng = np.random.RandomState(0)
+    images = rng.randint(0, 256, (16, 8, 8, 3)).astype("uint8")
+    labels = np.arange(16)
+    norm = dict(mean=(0.0,), std=(1.0 / 255.0,), crop_scale=(1.0, 1.0), shuffle_buffer=0)
+    kept = next(iter(labeled_dataset((images, labels), 8, 16, training=True, flip=False,
+                                     **norm)))[0].numpy()
+    np.testing.assert_allclose(kept, images, atol=1e-3)
+    flipped = next(iter(labeled_dataset((images, labels), 8, 16, training=True, **norm)))[0]
+    mirrored = [np.allclose(f, x[:, ::-1], atol=1e-3) for f, x in zip(flipped.numpy(), images)]
+    assert 0 < sum(mirrored) < 16

@@ -12,7 +12,7 @@ from keras_mae.data.image_files import decode_file, scan_images
 from keras_mae.data.mix import (finetune_dataset, mixup_cutmix, one_hot_smoothed,
                                 rand_augment, random_erasing)
 from keras_mae.data.pipeline import labeled_arrays, labeled_dataset, pretrain_dataset
-from keras_mae.data.sources import Source, from_arrays, load_source, slice_source
+from keras_mae.data.sources import Source, from_arrays, load_source, slice_source, subset_source
 
 __all__ = [
     "finetune_dataset",
@@ -36,4 +36,5 @@ __all__ = [
     "sample_crop_box",
     "scan_images",
     "slice_source",
+    "subset_source",
 ]

@@ -92,7 +92,7 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
                      cutmix_alpha=1.0, switch_prob=0.5, mix_prob=1.0, smoothing=0.1,
                      mix_group_size=32, mean=_augment.IMAGENET_MEAN,
                      std=_augment.IMAGENET_STD, epoch=0, start_step=0, num_shards=1,
-                     shard_index=0, reshuffle_each_iteration=True):
+                     shard_index=0, reshuffle_each_iteration=True, flip=True):
     """Training batches of the MAE fine-tuning recipe: (images, soft targets).
 
     Per image: random resized crop (``crop_scale``) + flip, :func:`rand_augment`
@@ -108,8 +108,8 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
         num_classes: K, the width of the targets.
         seed: int.
         shuffle_buffer, repeat, num_channels, crop_scale, mean, std, epoch,
-            start_step, num_shards, shard_index, reshuffle_each_iteration: as
-            :func:`labeled_dataset`.
+            start_step, num_shards, shard_index, reshuffle_each_iteration, flip:
+            as :func:`labeled_dataset`.
         rand_augment_ops, rand_augment_magnitude, rand_augment_std: RandAugment
             (2, 9, 0.5 in the paper).
         erasing_prob: random erasing probability (0.25).
@@ -147,7 +147,7 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
     def transform(read, example_seed):
         crop_seed, ra_seed, erase_seed = split_seed(example_seed, 3)
         element, image = _pipeline._train_transform(read, to_channels, image_size, crop_seed,
-                                                    crop_scale, None)
+                                                    crop_scale, None, flip)
         image = tf.clip_by_value(image, 0.0, 255.0)
         if rand_augment_ops:
             image = rand_augment(image, ra_seed, rand_augment_ops, rand_augment_magnitude,

@@ -217,8 +217,9 @@ def check_extra_augment(extra_augment, training=True):
                          f"got extra_augment={extra_augment!r} with augmentation off")
 
 
-def _train_transform(read, to_channels, image_size, example_seed, crop_scale, extra_augment):
-    """Random resized crop, horizontal flip, then `extra_augment`: the training images of both pipelines.
+def _train_transform(read, to_channels, image_size, example_seed, crop_scale, extra_augment,
+                     flip=True):
+    """Random resized crop, horizontal flip (unless `flip` is False), then `extra_augment`: the training images.
 
     Returns the element read and its image. The crop box is drawn from the
     image's shape before decoding, so a large JPEG decodes only the box
@@ -228,7 +229,8 @@ def _train_transform(read, to_channels, image_size, example_seed, crop_scale, ex
     crop_seed, flip_seed = split_seed(example_seed, 2)
     element = read(lambda shape: _augment.sample_crop_box(shape, crop_seed, scale=crop_scale))
     image = _augment.resize_crop(to_channels(element["images"]), image_size)
-    image = _augment.random_flip_left_right(image, flip_seed)
+    if flip:
+        image = _augment.random_flip_left_right(image, flip_seed)
     if extra_augment is None:
         return element, image
     out = tf.convert_to_tensor(extra_augment(image))
@@ -317,11 +319,11 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
                     mean=_augment.IMAGENET_MEAN, std=_augment.IMAGENET_STD,
                     extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0,
-                    reshuffle_each_iteration=True):
+                    reshuffle_each_iteration=True, flip=True):
     """(images, labels) batches for fine-tuning, linear probing or evaluation.
 
     With ``training=True`` examples are shuffled, randomly resized-cropped
-    (area fraction in ``crop_scale``) and flipped; with ``training=False`` they
+    (area fraction in ``crop_scale``) and flipped (``flip``); with ``training=False`` they
     keep the source order and get the evaluation transform (shorter side to
     ``image_size / crop_pct``, centre crop). Images are then normalised.
 
@@ -346,6 +348,8 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
             callable) for ``training=True``, see `check_extra_augment`.
         epoch, start_step, num_shards, shard_index, reshuffle_each_iteration: as
             `pretrain_dataset`.
+        flip: bool, the random horizontal flip of training images (off for
+            images that a mirror changes, such as digits or text).
 
     Returns:
         ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
@@ -375,7 +379,7 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
     def transform(read, example_seed):
         if training:
             element, image = _train_transform(read, to_channels, image_size, example_seed,
-                                              crop_scale, extra_augment)
+                                              crop_scale, extra_augment, flip)
         else:
             element = read()
             image = _augment.center_crop_resize(to_channels(element["images"]), image_size,

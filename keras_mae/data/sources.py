@@ -174,6 +174,46 @@ def slice_source(source, start, count):
                                name=f"{source.name}[{start}:{start + count}]")
 
 
+def subset_source(source, count, seed=0):
+    """``count`` examples of a labelled :class:`Source` read by index, drawn at random per class.
+
+    Each class keeps ``count // K`` examples (K classes; the first ``count %
+    K`` classes one more), drawn from ``seed``, in their original order: the
+    "10% of the labels" split of semi-supervised studies.
+
+    Raises:
+        ValueError: when the source is not read by index, has no labels, or a
+            class has fewer examples than it must keep.
+
+    Example:
+        >>> part = subset_source(load_source("digits"), 100, seed=0)
+        >>> part.num_examples
+        100
+    """
+    if source.table is None or "labels" not in source.table:
+        raise ValueError(f"a labelled subset needs a labelled source read by index (arrays, "
+                         f".npz files, digits, folders); {source.name!r} is not")
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be a positive int, got {count!r}")
+    labels = np.asarray(source.table["labels"])
+    classes = np.unique(labels)
+    rng = np.random.RandomState(seed)
+    rows = []
+    for position, label in enumerate(classes):
+        members = np.flatnonzero(labels == label)
+        keep = count // len(classes) + (position < count % len(classes))
+        if keep > len(members):
+            raise ValueError(f"cannot keep {keep} examples of class {label} in "
+                             f"{source.name!r}: it has {len(members)}")
+        rows.append(rng.choice(members, keep, replace=False))
+    rows = np.sort(np.concatenate(rows))
+    table = {name: tf.gather(column, rows) for name, column in source.table.items()}
+    indices = tf.data.Dataset.from_tensor_slices(tf.constant(rows, tf.int64))
+    return dataclasses.replace(source, dataset=indices.map(source.read),
+                               num_examples=int(len(rows)), table=table,
+                               name=f"{source.name}[{count} per-class random, seed {seed}]")
+
+
 def _from_string(source, split, data_dir):
     if not source.strip():
         raise ValueError(f"source must not be empty, got {source!r}")
