@@ -155,7 +155,7 @@ def fit_epochs(model, epoch_dataset, *, epochs, steps_per_epoch, start_step, che
             stop_after_epoch = keras.callbacks.LambdaCallback(
                 on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
             model.fit(epoch_dataset(epoch, step_in_epoch), initial_epoch=epoch, epochs=epochs,
-                      steps_per_epoch=steps_per_epoch - step_in_epoch,
+                      steps_per_epoch=steps_per_epoch - step_in_epoch, shuffle=False,
                       callbacks=[_epoch_gate(list(callbacks), step_in_epoch, steps_per_epoch),
                                  saver, _stop_callback(flag, saver), stop_after_epoch],
                       verbose=verbose)

@@ -136,3 +136,21 @@ def test_a_keras_hub_preset_is_an_encoder_source(data, tmp_path):
     assert linear_probe.main(args(data, tmp_path / "from_hub", "--encoder", folder)) == 0
     from_file = json.load(open(tmp_path / "from_file" / "metrics.json"))
     assert json.load(open(tmp_path / "from_hub" / "metrics.json")) == from_file
+
+
+def test_probe_in_mixed_precision_reuses_its_features_on_resume(data, tmp_path, capsys):
+    out = tmp_path / "mixed"
+    assert linear_probe.main(args(data, out, "--epochs", "2", "--mixed-precision", "true")) == 0
+    printed = capsys.readouterr().out
+    assert "mixed_bfloat16" in printed and "computed in" in printed
+    features = np.load(out / "features.npz")
+    assert features["train_x"].dtype == np.float32 and np.isfinite(features["train_x"]).all()
+    first = json.load(open(out / "metrics.json"))
+    # the finished run again: the stored features, no training, the same figures
+    assert linear_probe.main(args(data, out, "--epochs", "2", "--mixed-precision", "true")) == 0
+    assert "reused from" in capsys.readouterr().out
+    assert json.load(open(out / "metrics.json")) == {**first}
+    # another transform of the images: the features are computed again
+    assert linear_probe.main(args(data, out, "--epochs", "2", "--mixed-precision", "true",
+                                  "--crop-pct", "1.0")) == 0
+    assert "computed in" in capsys.readouterr().out
