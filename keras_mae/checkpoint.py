@@ -158,6 +158,8 @@ def restore_checkpoint(folder, model):
     diff = sorted(
         key for key in set(expected) | set(saved)
         if key.rsplit(".", 1)[-1] not in ignore and expected.get(key) != saved.get(key)
+        # a switch added after the checkpoint was written, left off
+        and not (key not in saved and expected.get(key) is False)
     )
     weights = os.path.join(folder, WEIGHTS)
     if diff:
