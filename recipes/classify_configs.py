@@ -232,15 +232,15 @@ def finetune_cifar10_cpu():
     RUN/encoder.keras --dataset DIR/cifar10_train_0.npz,DIR/cifar10_train_1.npz
     --eval-dataset DIR/cifar10_test_1k.npz --output-dir F1` (`--encoder random
     --encoder-config RUN/config.json` for the same architecture untrained).
-    Time: not measured yet (8 epochs of 156 steps sized from the pretraining
-    step's cost). Result: not measured yet.
+    Time: not measured yet (7 epochs of 156 steps, sized from the fine-tuning
+    step of `benchmarks/finetune_throughput.py`). Result: not measured yet.
     Settings for a short run: no mixup, cutmix, RandAugment or erasing
     (regularisers that pay off over the paper's 100 epochs), crops from 35%
     of the area, label smoothing 0.1, stochastic depth 0.1, layer decay 0.75,
     base lr 1e-3, 1 warmup epoch; `crop_pct` 1.0 keeps the 32 px test images
     as they are.
     """
-    return FinetuneConfig(dataset="tfds:cifar10", crop_pct=1.0, epochs=8, batch_size=256,
+    return FinetuneConfig(dataset="tfds:cifar10", crop_pct=1.0, epochs=7, batch_size=256,
                           base_lr=1e-3, warmup_epochs=1, layer_decay=0.75, mixup=0.0,
                           cutmix=0.0, rand_augment_ops=0, erasing_prob=0.0, crop_min=0.35,
                           checkpoint_every_steps=50)
@@ -250,10 +250,10 @@ def finetune_cifar10_cpu_4k():
     """`cifar10_cpu` fine-tuning on 4,000 labelled images (10%, 400 per class), within 30 minutes.
 
     Command: as `cifar10_cpu`, with `--config cifar10_cpu_4k`.
-    Time: not measured yet (25 epochs of 15 steps). Result: not measured yet.
+    Time: not measured yet (24 epochs of 15 steps). Result: not measured yet.
     """
     config = finetune_cifar10_cpu()
-    config.train_images, config.epochs = 4000, 25
+    config.train_images, config.epochs = 4000, 24
     return config
 
 
