@@ -136,3 +136,17 @@ def test_mixed_precision_and_export(data, tmp_path, capsys):
     # the bfloat16 model agrees with its float32 copy to bfloat16 precision only
     mixed = keras.ops.convert_to_numpy(keras.ops.cast(model(images), "float32"))
     assert 0 < np.abs(mixed - want).max() < 0.1
+
+
+def test_every_named_config_is_valid():
+    from recipes import linear_probe
+    from recipes.classify_configs import (FINETUNE_CONFIGS, PROBE_CONFIGS, get_finetune_config,
+                                          get_probe_config)
+
+    for name in FINETUNE_CONFIGS:
+        finetune.validate(get_finetune_config(name))
+    for name in PROBE_CONFIGS:
+        linear_probe.validate(get_probe_config(name))
+    small = get_finetune_config("cifar10_cpu_4k")
+    assert small.train_images == 4000 and small.crop_pct == 1.0
+    assert get_finetune_config("digits").flip is False
