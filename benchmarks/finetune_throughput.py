@@ -34,7 +34,7 @@ What differs between the two models, by design of each:
   (`fc_norm`, the official fine-tuning model's); Hugging Face's ViT has no
   mean pooling and normalises all tokens with its final LayerNorm, then
   classifies the class token. Both run the same tokens through the same
-  blocks; the heads' costs are a small fraction of a step.
+  blocks; only the few operations after the last block differ.
 - stochastic depth: Hugging Face's ViT has none; keras_mae runs the
   recipe's 0.1 (one random per-sample scale per residual branch).
 - otherwise both train the same parameters, the position table included

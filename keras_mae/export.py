@@ -127,8 +127,8 @@ def export_model(model, directory, formats=FORMATS):
     if "onnx" in formats and model.dtype_policy.name != "float32":
         raise ValueError(
             f"export format 'onnx' needs a float32 model; {model.name!r} has the "
-            f"dtype policy {model.dtype_policy.name!r}. Rebuild it with dtype='float32' "
-            "and load its weights, then export."
+            f"dtype policy {model.dtype_policy.name!r}. Export `float32_copy(model)` "
+            "instead."
         )
     signature = [input_spec(model)]
 
@@ -152,6 +152,33 @@ def export_model(model, directory, formats=FORMATS):
             shutil.rmtree(staging, ignore_errors=True)
         paths[fmt] = target
     return paths
+
+
+def float32_copy(model):
+    """`model` itself when it computes in float32, else a float32 copy holding its weights.
+
+    A model trained in `mixed_bfloat16` exports to ONNX this way (the weights
+    are float32 under either policy).
+
+    Example:
+    ```python
+    export_model(float32_copy(classifier), "export", formats=("onnx",))
+    ```
+    """
+    if model.dtype_policy.name == "float32":
+        return model
+
+    def in_float32(config):
+        if isinstance(config, dict):
+            return {k: ("float32" if k == "dtype" else in_float32(v)) for k, v in config.items()}
+        if isinstance(config, list):
+            return [in_float32(v) for v in config]
+        return config
+
+    copy = type(model).from_config(in_float32(model.get_config()))
+    copy.build()
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 def input_spec(model):

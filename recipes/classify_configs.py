@@ -138,9 +138,9 @@ def probe_digits():
     Command: `python recipes/linear_probe.py --config digits --encoder
     runs/digits/encoder.keras --output-dir runs/digits_probe` (or `--encoder random
     --encoder-config runs/digits/config.json` for the untrained baseline).
-    Time: 34 s on a 2-core CPU shared with another training run (TensorFlow).
-    Result: top-1 92.6% (top-5 100%) after 90 epochs on the encoder of
-    `pretrain.py --config digits`, against 85.2% for the same architecture
+    Time: 27 s on a 2-core CPU (TensorFlow).
+    Result: top-1 91.9% (top-5 100%) after 90 epochs on the encoder of
+    `pretrain.py --config digits`, against 85.5% for the same architecture
     untrained (32 s).
     Base lr 10, not the paper's 0.1: with 256-image batches the scaling rule
     gives lr 0.1, and LARS (trust coefficient 0.001) then moves the head kernel
@@ -200,7 +200,7 @@ def finetune_digits():
     --encoder runs/digits/encoder.keras --output-dir runs/digits_finetune`.
     Time: 5 min 43 s on a 2-core CPU shared with another training run (30 epochs).
     Result: top-1 98.3% (best 98.7%, epoch 18) on the 297 test digits, where the
-    linear probe of the same encoder scores 92.6%.
+    linear probe of the same encoder scores 91.9%.
     Settings: mixup, cutmix, RandAugment and erasing off (the ImageNet
     recipe's full regularisation reached 65.7% in 30 epochs), no horizontal
     flip (a mirrored digit is another symbol or none), crops from 60% of the
@@ -234,8 +234,8 @@ def finetune_cifar10_cpu():
     --encoder-config RUN/config.json` for the same architecture untrained).
     Time: not measured yet (7 epochs of 156 steps, sized from the fine-tuning
     step of `benchmarks/finetune_throughput.py`). Result: not measured yet.
-    Settings for a short run: no mixup, cutmix, RandAugment or erasing
-    (regularisers that pay off over the paper's 100 epochs), crops from 35%
+    Settings for a short run, not yet compared with others: no mixup, cutmix,
+    RandAugment or erasing (the paper's regularisers for 100 epochs), crops from 35%
     of the area, label smoothing 0.1, stochastic depth 0.1, layer decay 0.75,
     base lr 1e-3, 1 warmup epoch; `crop_pct` 1.0 keeps the 32 px test images
     as they are.

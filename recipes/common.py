@@ -98,7 +98,8 @@ def check_output_dir(path):
 
 def validate_common(config):
     """Checks the shared numeric fields; raises ValueError naming the flag."""
-    for name in ("epochs", "batch_size"):
+    for name in ("epochs", "batch_size", "accum_steps", "eval_every_epochs",
+                 "checkpoint_every_steps"):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be a positive int. Received: {value!r}")
@@ -116,11 +117,6 @@ def validate_common(config):
             or config.train_images < 0:
         raise ValueError(f"--train-images must be an int >= 0 (0: all). "
                          f"Received: {config.train_images!r}")
-    for name in ("accum_steps", "eval_every_epochs", "checkpoint_every_steps"):
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive int. "
-                             f"Received: {value!r}")
     if config.pooling not in ("cls", "avg"):
         raise ValueError(f"--pooling must be cls or avg. Received: {config.pooling!r}")
 
@@ -447,30 +443,12 @@ def report(output_dir, model, model_file, evaluations, started, log, formats=())
     if formats:
         from keras_mae import export
 
-        written = export.export_model(float32_copy(model), os.path.join(output_dir, "export"),
-                                      formats)
+        written = export.export_model(export.float32_copy(model),
+                                      os.path.join(output_dir, "export"), formats)
         log(f"  export         {', '.join(f'{k}: {v}' for k, v in written.items())}")
     result = {**metrics, "seconds": round(time.time() - started, 1)}
     log(f"done: {json.dumps(result)}")
     return result
-
-
-def float32_copy(model):
-    """`model` itself when it computes in float32, else a float32 copy with its weights (for export)."""
-    if model.dtype_policy.name == "float32":
-        return model
-
-    def in_float32(config):
-        if isinstance(config, dict):
-            return {k: ("float32" if k == "dtype" else in_float32(v)) for k, v in config.items()}
-        if isinstance(config, list):
-            return [in_float32(v) for v in config]
-        return config
-
-    copy = type(model).from_config(in_float32(model.get_config()))
-    copy.build()
-    copy.set_weights(model.get_weights())
-    return copy
 
 
 def record_skipped(source, output_dir, log):

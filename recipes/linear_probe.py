@@ -102,8 +102,8 @@ def stored_features(config, path, compute, log):
 
     key = json.dumps({name: getattr(config, name) for name in (
         "encoder", "encoder_config", "model", "model_overrides", "dataset", "split",
-        "eval_dataset", "eval_split", "image_size", "pooling", "crop_pct", "mixed_precision",
-        "seed", "skip_bad_images")}, sort_keys=True)
+        "train_images", "eval_dataset", "eval_split", "image_size", "pooling", "crop_pct",
+        "mixed_precision", "seed", "skip_bad_images")}, sort_keys=True)
     if os.path.exists(path):
         with np.load(path) as saved:
             if str(saved["key"]) == key:
@@ -119,17 +119,23 @@ def stored_features(config, path, compute, log):
 
 
 def feature_batches(x, y, batch_size, seed):
-    """`(epoch, step, num_shards, shard_index) -> dataset` over stored features, a permutation per epoch."""
-    import numpy as np
+    """`(epoch, step, num_shards, shard_index) -> dataset` over stored features.
+
+    Each epoch is a full permutation from `(seed, epoch)` and each worker reads
+    its share of every global batch, as the image pipelines
+    (`keras_mae.data.order`).
+    """
     import tensorflow as tf
 
+    from keras_mae.data import order
+
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+
     def build(epoch, step_in_epoch, num_shards, shard_index):
-        order = np.random.RandomState([seed, epoch]).permutation(len(x))
-        steps = len(x) // batch_size
-        rows = order[:steps * batch_size].reshape(steps, num_shards, -1)[step_in_epoch:,
-                                                                          shard_index]
-        rows = rows.reshape(-1)
-        return (tf.data.Dataset.from_tensor_slices((x[rows], y[rows]))
+        records = order.epoch_records(len(x), batch_size, order.epoch_key(seed, 0, epoch),
+                                      num_shards=num_shards, shard_index=shard_index,
+                                      start_step=step_in_epoch)
+        return (records.map(lambda index, _: (tf.gather(x, index), tf.gather(y, index)))
                 .batch(batch_size // num_shards, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
 

@@ -41,8 +41,9 @@ if __package__ in (None, ""):
 
 from recipes import flags  # noqa: E402
 from recipes.common import (check_output_dir, distributed_run, other_split,  # noqa: E402
-                            parse_jit_compile, record_skipped, restart_with_heap_kept, restore_latest, run_main,
-                            save_atomic, verbosity, warmup_cosine, write_atomic)
+                            parse_jit_compile, record_skipped, restart_with_heap_kept,
+                            restore_latest, run_main, save_atomic, verbosity, warmup_cosine,
+                            write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
 from recipes.training import fit_epochs  # noqa: E402
 

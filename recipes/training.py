@@ -12,6 +12,7 @@ and never from each other.
 import contextlib
 import signal
 import sys
+import threading
 
 # the exit status of a run stopped by SIGTERM after saving (128 + SIGTERM, as a shell reports it)
 PREEMPTED_EXIT = 128 + signal.SIGTERM
@@ -30,7 +31,7 @@ class Preempted(Exception):
 def sigterm_flag():
     """Within the block, SIGTERM sets `flag["received"]` instead of ending the process."""
     flag = {"received": False}
-    if not _main_thread():
+    if threading.current_thread() is not threading.main_thread():
         yield flag
         return
 
@@ -46,13 +47,8 @@ def sigterm_flag():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _main_thread():
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
-
-
 def _stop_callback(flag, saver):
+    """On the first step end after SIGTERM: a checkpoint of that step, and training stops."""
     import keras
 
     class StopOnSigterm(keras.callbacks.Callback):
@@ -61,64 +57,25 @@ def _stop_callback(flag, saver):
                 saver.save()
                 self.model.stop_training = True
 
-        def on_epoch_end(self, epoch, logs=None):
-            if flag["received"]:
-                self.model.stop_training = True
-
     return StopOnSigterm()
 
 
-def _epoch_gate(callbacks, first_step, steps_per_epoch):
-    """`callbacks`, whose `on_epoch_end` runs only when the epoch ran to its end.
+def _epoch_gate(callbacks, saver):
+    """`callbacks` as one, whose `on_epoch_end` runs only when the epoch ran to its end.
 
     Keras calls `on_epoch_end` also when training stops mid-epoch; a CSV row or
     an evaluation of a part of an epoch would then be written twice, once now
-    and once when the resumed run completes the epoch.
+    and once when the resumed run completes the epoch. `saver` (the
+    `StepCheckpoint` of the same `fit`) counts the steps.
     """
     import keras
 
-    class EpochGate(keras.callbacks.Callback):
-        def __init__(self):
-            super().__init__()
-            self.step = first_step
-
-        def set_model(self, model):
-            super().set_model(model)
-            for c in callbacks:
-                c.set_model(model)
-
-        def set_params(self, params):
-            super().set_params(params)
-            for c in callbacks:
-                c.set_params(params)
-
-        def on_train_begin(self, logs=None):
-            for c in callbacks:
-                c.on_train_begin(logs)
-
-        def on_train_end(self, logs=None):
-            for c in callbacks:
-                c.on_train_end(logs)
-
-        def on_epoch_begin(self, epoch, logs=None):
-            for c in callbacks:
-                c.on_epoch_begin(epoch, logs)
-
-        def on_train_batch_begin(self, batch, logs=None):
-            for c in callbacks:
-                c.on_train_batch_begin(batch, logs)
-
-        def on_train_batch_end(self, batch, logs=None):
-            self.step += 1
-            for c in callbacks:
-                c.on_train_batch_end(batch, logs)
-
+    class EpochGate(keras.callbacks.CallbackList):
         def on_epoch_end(self, epoch, logs=None):
-            if self.step == steps_per_epoch:
-                for c in callbacks:
-                    c.on_epoch_end(epoch, logs)
+            if saver.global_step == (epoch + 1) * saver.steps_per_epoch:
+                super().on_epoch_end(epoch, logs)
 
-    return EpochGate()
+    return EpochGate(callbacks)
 
 
 def fit_epochs(model, epoch_dataset, *, epochs, steps_per_epoch, start_step, checkpoint_dir,
@@ -156,11 +113,9 @@ def fit_epochs(model, epoch_dataset, *, epochs, steps_per_epoch, start_step, che
                 on_epoch_end=lambda e, logs: setattr(model, "stop_training", True))
             model.fit(epoch_dataset(epoch, step_in_epoch), initial_epoch=epoch, epochs=epochs,
                       steps_per_epoch=steps_per_epoch - step_in_epoch, shuffle=False,
-                      callbacks=[_epoch_gate(list(callbacks), step_in_epoch, steps_per_epoch),
-                                 saver, _stop_callback(flag, saver), stop_after_epoch],
+                      callbacks=[_epoch_gate(list(callbacks), saver), saver,
+                                 _stop_callback(flag, saver), stop_after_epoch],
                       verbose=verbose)
-            if flag["received"]:
-                if saver.last_saved != saver.global_step:
-                    saver.save()
-                raise Preempted(saver.global_step, total, saver.last_folder)
+            if flag["received"]:  # also when it came during an epoch's end
+                raise Preempted(saver.global_step, total, saver.save())
             start_step = (epoch + 1) * steps_per_epoch

@@ -468,10 +468,11 @@ def test_subset_source_keeps_count_per_class_at_random_from_the_seed():
     assert rows == sorted(rows) and len(set(rows)) == 18
     assert all(labels[r] == y for r, y in read)
     assert np.bincount([y for _, y in read]).tolist() == [5, 5, 4, 4]
-    assert [r for r, _ in ((int(e["images"][0, 0, 0]), 0) for e in
-                           subset_source(source, 18, seed=3).dataset)] == rows
-    other = [int(e["images"][0, 0, 0]) for e in subset_source(source, 18, seed=4).dataset]
-    assert other != rows
+    def rows_of(part):
+        return [int(e["images"][0, 0, 0]) for e in part.dataset]
+
+    assert rows_of(subset_source(source, 18, seed=3)) == rows
+    assert rows_of(subset_source(source, 18, seed=4)) != rows
     batch = next(iter(labeled_dataset(part, 4, 18, training=False)))
     np.testing.assert_array_equal(np.sort(batch[1].numpy()), np.sort([y for _, y in read]))
     with pytest.raises(ValueError, match="class 0"):

@@ -433,7 +433,7 @@ def test_finetune_epoch_on_two_devices_or_accumulated_equals_one_device(tmp_path
 @pytest.mark.skipif(BACKEND not in TWO_DEVICES, reason="TensorFlow or JAX strategies")
 def test_probe_on_two_devices(tmp_path):
     """The probe's head on 2 replicas: equal to one device on JAX (one program over the global
-    batch); on TensorFlow each replica normalises its own half (BatchNorm1d under DDP)."""
+    batch); on TensorFlow it trains, each replica's BatchNorm on its own half (not compared)."""
     files = classify_inputs(tmp_path)
     common = ["--config", "digits", "--encoder", files["encoder"], "--dataset", files["train"],
               "--eval-dataset", files["eval"], "--epochs", "2", "--batch-size", "16",
@@ -446,9 +446,10 @@ def test_probe_on_two_devices(tmp_path):
     assert "2 replica(s), 8 images each" in printed
     a, b = final_weights(single), final_weights(other)
     assert a.keys() == b.keys()
-    for name in a:
-        if BACKEND == "jax":
+    if BACKEND == "jax":
+        for name in a:
             np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=2e-6, err_msg=name)
-        else:
-            assert np.isfinite(b[name]).all()
+    else:  # each replica's BatchNorm normalises its 8 images: not compared, only finite
+        for name in a:
+            assert np.isfinite(b[name]).all(), name
     assert 0 <= json.load(open(os.path.join(other, "metrics.json")))["top1"] <= 1

@@ -137,6 +137,14 @@ def _official_layer_id(path, depth):
     return depth + 1  # fc_norm, head: num_layers = len(blocks) + 1
 
 
+def _param_groups_lrd(variables, depth, layer_decay):
+    """(lr scale, excluded from weight decay) of each variable, as `param_groups_lrd`."""
+    scales = [layer_decay ** (depth + 1 - _official_layer_id(v.path, depth)) for v in variables]
+    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
+                for v in variables]
+    return scales, no_decay
+
+
 def test_finetuning_optimizer_is_param_groups_lrd_with_torch_adamw():
     config = FinetuneConfig(model_overrides=dict(hidden_dim=16, depth=3, num_heads=2),
                             epochs=2, warmup_epochs=1.0, base_lr=4e-2, batch_size=256,
@@ -155,11 +163,7 @@ def test_finetuning_optimizer_is_param_groups_lrd_with_torch_adamw():
     gradients = _gradients(variables, steps, seed=2)
     _run(optimizer, variables, gradients)
 
-    depth = 3
-    scales = [config.layer_decay ** (depth + 1 - _official_layer_id(v.path, depth))
-              for v in variables]
-    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
-                for v in variables]
+    scales, no_decay = _param_groups_lrd(variables, 3, config.layer_decay)
     lrs = [[_official_lr(t, peak, config.epochs, config.warmup_epochs, config.min_lr) * s
             for s in scales] for t in range(steps)]
     decay = [0.0 if n else config.weight_decay for n in no_decay]
@@ -192,11 +196,7 @@ def test_accumulated_finetuning_steps_follow_the_official_engine():
     _run(optimizer, variables, gradients)
     assert int(keras.ops.convert_to_numpy(optimizer.iterations)) == batches // 2
 
-    depth = 2
-    scales = [config.layer_decay ** (depth + 1 - _official_layer_id(v.path, depth))
-              for v in variables]
-    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
-                for v in variables]
+    scales, no_decay = _param_groups_lrd(variables, 2, config.layer_decay)
     updates = [[(a + b) / 2 for a, b in zip(gradients[u * 2], gradients[u * 2 + 1])]
                for u in range(batches // 2)]
     lrs = [[_official_lr(u * 2, peak, config.epochs, config.warmup_epochs) * s for s in scales]
@@ -230,9 +230,7 @@ def test_compile_without_an_optimizer_is_the_official_one():
     initial = [_numpy(v) for v in variables]
     gradients = _gradients(variables, 3, seed=5)
     _run(classifier.optimizer, variables, gradients)
-    scales = [0.75 ** (3 - _official_layer_id(v.path, 2)) for v in variables]
-    no_decay = [v.ndim == 1 or "cls_token" in v.path or "position_embedding" in v.path
-                for v in variables]
+    scales, no_decay = _param_groups_lrd(variables, 2, 0.75)
     _assert_close(variables, _torch_adamw(
         initial, gradients, [[1e-3 * s for s in scales]] * 3,
         [0.0 if n else 0.05 for n in no_decay], 0.9, 0.999))

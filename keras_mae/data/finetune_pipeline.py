@@ -22,7 +22,7 @@ from keras_mae.data import augment as _augment
 from keras_mae.data import pipeline as _pipeline
 from keras_mae.data._helpers import check_probability, split_seed
 from keras_mae.data.erasing import random_erasing
-from keras_mae.data.mixing import mixup_cutmix
+from keras_mae.data.mixing import check_mix_arguments, mixup_cutmix
 from keras_mae.data.randaugment import rand_augment
 
 
@@ -135,14 +135,9 @@ def finetune_dataset(source, image_size, batch_size, num_classes, seed=0,
     group = check_mix_groups(batch_size, mix_group_size, num_shards)
     mix_args = dict(mixup_alpha=mixup_alpha, cutmix_alpha=cutmix_alpha,
                     switch_prob=switch_prob, prob=mix_prob, smoothing=smoothing)
-    # the arguments are checked here, not first when the pipeline is traced
-    mixup_cutmix(tf.zeros([2, 1, 1, 1]), tf.zeros([2], tf.int32), num_classes,
-                 tf.zeros([2], tf.int64), **mix_args)
-    _pipeline._check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
-    source = _pipeline._prepare(source, batch_size, True, repeat)
-    if not source.has_labels:
-        raise ValueError(f"source {source.name!r} has no labels")
-    to_channels = _pipeline._channel_converter(source, num_channels)
+    check_mix_arguments(**mix_args)
+    source, to_channels = _pipeline._labeled_source(source, image_size, batch_size, seed,
+                                                    shuffle_buffer, num_channels, True, repeat)
 
     def transform(read, example_seed):
         crop_seed, ra_seed, erase_seed = split_seed(example_seed, 3)

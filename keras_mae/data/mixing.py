@@ -66,6 +66,15 @@ def cutmix_box(height, width, lam, seed):
     return tf.stack([top, bottom, left, right])
 
 
+def check_mix_arguments(mixup_alpha, cutmix_alpha, switch_prob, prob, smoothing):
+    """Raises ``ValueError`` naming the value unless the arguments of :func:`mixup_cutmix` are valid."""
+    for name, value in (("switch_prob", switch_prob), ("prob", prob), ("smoothing", smoothing)):
+        check_probability(name, value)
+    if mixup_alpha < 0 or cutmix_alpha < 0:
+        raise ValueError(f"alphas must be >= 0, got mixup_alpha={mixup_alpha!r}, "
+                         f"cutmix_alpha={cutmix_alpha!r}")
+
+
 def mixup_cutmix(images, labels, num_classes, seed, mixup_alpha=0.8, cutmix_alpha=1.0,
                  switch_prob=0.5, prob=1.0, smoothing=0.1):
     """Mixes a batch with its reverse, by mixup or cutmix (timm ``Mixup``, mode "batch").
@@ -98,11 +107,7 @@ def mixup_cutmix(images, labels, num_classes, seed, mixup_alpha=0.8, cutmix_alph
         >>> y.shape
         TensorShape([4, 4])
     """
-    for name, value in (("switch_prob", switch_prob), ("prob", prob)):
-        check_probability(name, value)
-    if mixup_alpha < 0 or cutmix_alpha < 0:
-        raise ValueError(f"alphas must be >= 0, got mixup_alpha={mixup_alpha!r}, "
-                         f"cutmix_alpha={cutmix_alpha!r}")
+    check_mix_arguments(mixup_alpha, cutmix_alpha, switch_prob, prob, smoothing)
     images = tf.cast(images, tf.float32)
     targets = one_hot_smoothed(labels, num_classes, smoothing)
     if mixup_alpha == 0 and cutmix_alpha == 0:

@@ -314,6 +314,16 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
                   start_step=start_step, num_shards=num_shards, shard_index=shard_index)
 
 
+def _labeled_source(source, image_size, batch_size, seed, shuffle_buffer, num_channels,
+                    drop_remainder, repeat):
+    """The checked labelled source of a pipeline and its channel converter."""
+    _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
+    source = _prepare(source, batch_size, drop_remainder, repeat)
+    if not source.has_labels:
+        raise ValueError(f"source {source.name!r} has no labels")
+    return source, _channel_converter(source, num_channels)
+
+
 def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     shuffle_buffer=10000, drop_remainder=None, repeat=False,
                     num_channels=3, crop_scale=(0.08, 1.0), crop_pct=0.875,
@@ -367,14 +377,11 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
     """
     if not isinstance(training, bool):
         raise ValueError(f"training must be a bool, got {training!r}")
-    _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
     check_extra_augment(extra_augment, training)
     if drop_remainder is None:
         drop_remainder = training
-    source = _prepare(source, batch_size, drop_remainder, repeat)
-    if not source.has_labels:
-        raise ValueError(f"source {source.name!r} has no labels")
-    to_channels = _channel_converter(source, num_channels)
+    source, to_channels = _labeled_source(source, image_size, batch_size, seed, shuffle_buffer,
+                                          num_channels, drop_remainder, repeat)
 
     def transform(read, example_seed):
         if training:
