@@ -1,4 +1,4 @@
-"""Fine-tuning augmentation: Keras' own layers next to `keras_mae.data.mix`, speed and protocol.
+"""Fine-tuning augmentation: Keras' own layers next to `keras_mae.data`'s, speed and protocol.
 
 The official fine-tuning (facebookresearch/mae `main_finetune.py`, timm 0.3.2)
 uses RandAugment `rand-m9-mstd0.5-inc1`, random erasing 0.25 in pixel mode,
@@ -18,7 +18,7 @@ and `RandomErasing` (3.9). What each does, read from Keras 3.15's source:
 | mixup / cutmix | one of the two per batch (switch 0.5), one coefficient per batch, partner = the reversed batch | separate layers, one coefficient per image, partner = a random permutation |
 | label smoothing | 0.1 on the one-hot targets, before mixing | none in the layers (the loss' `label_smoothing` gives the same targets, mixing being linear) |
 
-So no Keras layer reproduces the official protocol; `keras_mae.data.mix` keeps
+So no Keras layer reproduces the official protocol; `keras_mae.data` keeps
 its own. Speed is measured here, in one run (images/s through a `tf.data`
 pipeline, per-image ops mapped over single images, batch ops over batches).
 
@@ -64,7 +64,9 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 import keras  # noqa: E402
 
 from benchmarks.machine import machine_info  # noqa: E402
-from keras_mae.data import mix  # noqa: E402
+from keras_mae.data.erasing import random_erasing  # noqa: E402
+from keras_mae.data.mixing import mixup_cutmix  # noqa: E402
+from keras_mae.data.randaugment import rand_augment  # noqa: E402
 
 
 def seeds():
@@ -118,15 +120,15 @@ def candidates(num_classes):
         return out["images"], out["labels"]
 
     def ours_mix(images, labels, seed):
-        x, y, _ = mix.mixup_cutmix(images, tf.argmax(labels, -1), num_classes, seed)
+        x, y, _ = mixup_cutmix(images, tf.argmax(labels, -1), num_classes, seed)
         return x, y
 
     return {
-        "rand_augment/ours": ("image", lambda x, s: mix.rand_augment(x, s)),
+        "rand_augment/ours": ("image", lambda x, s: rand_augment(x, s)),
         "rand_augment/keras (per image)": ("image", lambda x, s: keras_ra(x, training=True)),
         "rand_augment/keras (whole batch, ops shared)": ("batch_images",
                                                          lambda x: keras_ra_batch(x, training=True)),
-        "random_erasing/ours": ("image", lambda x, s: mix.random_erasing(x, s, prob=0.25)),
+        "random_erasing/ours": ("image", lambda x, s: random_erasing(x, s, prob=0.25)),
         "random_erasing/keras": ("image", lambda x, s: keras_erase(x, training=True)),
         "mixup_cutmix/ours": ("batch", ours_mix),
         "mixup/keras": ("batch", keras_mix),

@@ -8,7 +8,8 @@ all of them in place, so both see `L` tokens whatever the mask ratio.
 import keras
 from keras import ops
 
-from keras_mae.models.masked_autoencoder import MaskedAutoencoder, images_from_batch
+from keras_mae.models.inputs import images_from_batch
+from keras_mae.models.masked_autoencoder import MaskedAutoencoder
 
 
 class MaskTokensInEncoderMAE(MaskedAutoencoder):

@@ -186,7 +186,9 @@ only `distribute.is_chief()` should write files.
 
 train = data.pretrain_dataset(source, image_size=model.encoder.image_size[0], batch_size=global_batch,
                               repeat=True, seed=0)
-history = model.fit(train, epochs=EPOCHS, steps_per_epoch=steps_per_epoch, verbose=2)
+# the pipeline shuffles; Keras' own `shuffle` does not apply to a `tf.data.Dataset`
+history = model.fit(train, epochs=EPOCHS, steps_per_epoch=steps_per_epoch, shuffle=False,
+                    verbose=2)
 
 figure, axis = plt.subplots(figsize=(6, 3.5))
 axis.plot(np.arange(1, EPOCHS + 1), history.history["loss"], marker="o")

@@ -232,7 +232,7 @@ show(figure, "grid_075.png")
 ## Share it through KerasHub
 
 KerasHub is where Keras users find vision backbones (`from_preset`, uploads to Kaggle and
-Hugging Face, task models such as `ViTImageClassifier`). `convert.save_encoder_preset`
+Hugging Face, task models such as `ViTImageClassifier`). `convert.save_keras_hub_preset`
 writes the MAE encoder as a KerasHub `ViTBackbone` preset, together with an image
 converter that applies the ImageNet normalisation, so the KerasHub classifier takes raw
 0-255 pixels and needs nothing of keras-mae to load. The backbone computes what the
@@ -247,7 +247,7 @@ from keras_mae import presets
 
 SHARE = tempfile.mkdtemp(prefix="presets_")
 HUB_PRESET = os.path.join(SHARE, "mae_vit_keras_hub")
-convert.save_encoder_preset(model.encoder, HUB_PRESET)
+convert.save_keras_hub_preset(model.encoder, HUB_PRESET)
 classifier = keras_hub.models.ViTImageClassifier.from_preset(HUB_PRESET, num_classes=2)
 difference = np.abs(keras.ops.convert_to_numpy(classifier.backbone(images))
                     - keras.ops.convert_to_numpy(model.encoder(images))).max()
@@ -289,7 +289,7 @@ keras_hub.upload_preset("hf://USER/mae-vit-large-keras", HUB_PRESET)
 ```
 
 The path end to end: the official `.pth` -> `convert.from_official_checkpoint` ->
-`convert.save_encoder_preset` -> `keras_hub.upload_preset` -> anyone's
+`convert.save_keras_hub_preset` -> `keras_hub.upload_preset` -> anyone's
 `keras_hub.models.ViTImageClassifier.from_preset("kaggle://USER/...", num_classes=...)`.
 
 ## Going further

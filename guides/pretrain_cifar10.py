@@ -184,7 +184,7 @@ reference images and query images with the encoder (all patches, no masking), av
 each image's patch tokens, and classifies every query by a weighted vote of its 20 most
 similar references (cosine similarity, weights `exp(similarity / 0.07)`, as Wu et al. 2018
 and DINO). The labels are used for this score only, never for training. The accuracy goes
-into the training logs as `knn_top1` (NaN on epochs it does not run).
+into the training logs as `knn_top1` on the epochs it runs (`knn.history` lists them).
 """
 
 
@@ -197,7 +197,8 @@ knn = keras_mae.callbacks.KNNMonitor(*reference, *queries,
 knn.set_model(model)
 print(f"kNN top-1 before training: {knn.evaluate(0):.3f}")
 
-history = model.fit(train, epochs=EPOCHS, steps_per_epoch=steps_per_epoch,
+# the pipeline shuffles; Keras' own `shuffle` does not apply to a `tf.data.Dataset`
+history = model.fit(train, epochs=EPOCHS, steps_per_epoch=steps_per_epoch, shuffle=False,
                     callbacks=[knn, grids], verbose=2)
 
 """

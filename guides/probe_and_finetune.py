@@ -114,7 +114,7 @@ else:
     optimizers.exclude_from_weight_decay_mae(optimizer, mae.trainable_variables, "pretrain")
     mae.compile(optimizer=optimizer)
     mae.fit(data.pretrain_dataset(train_source, IMAGE_SIZE, BATCH_SIZE, repeat=True),
-            epochs=PRETRAIN_EPOCHS, steps_per_epoch=steps_per_epoch, verbose=2)
+            epochs=PRETRAIN_EPOCHS, steps_per_epoch=steps_per_epoch, shuffle=False, verbose=2)
     pretrained = mae.encoder
 
 untrained = ViTEncoder.from_config({**pretrained.get_config(), "seed": 1})
@@ -224,7 +224,7 @@ appendix in a shortened form:
 - stochastic depth 0.1, weight decay 0.05 (not on biases, norms and embeddings), warmup
   then cosine decay;
 - random resized crops and flips. The paper also uses RandAugment, mixup, cutmix and label
-  smoothing (`keras_mae.data.mix.finetune_dataset` builds that pipeline); they pay off
+  smoothing (`keras_mae.data.finetune_dataset` builds that pipeline); they pay off
   over long schedules, not over the few epochs of this guide.
 
 The same recipe is applied to the untrained encoder, which makes it a ViT trained from
@@ -247,7 +247,7 @@ def finetune(encoder):
     train = data.labeled_dataset(train_source, IMAGE_SIZE, BATCH_SIZE, training=True,
                                  repeat=True, seed=0)
     test = data.labeled_dataset(test_source, IMAGE_SIZE, BATCH_SIZE, training=False)
-    history = model.fit(train, epochs=FINETUNE_EPOCHS, steps_per_epoch=steps_per_epoch,
+    history = model.fit(train, epochs=FINETUNE_EPOCHS, steps_per_epoch=steps_per_epoch, shuffle=False,
                         validation_data=test, validation_steps=STEPS, verbose=2)
     return history.history
 

@@ -6,6 +6,7 @@ on demand: `from keras_mae import data`.
 """
 
 from keras_mae import callbacks
+from keras_mae import config
 from keras_mae import distribute
 from keras_mae import knn
 from keras_mae import layers

@@ -1,6 +1,5 @@
 """Keras callbacks for Masked Autoencoder training."""
 
-import math
 import os
 import time
 
@@ -21,7 +20,8 @@ class ReconstructionCallback(keras.callbacks.Callback):
         output_dir: folder for `epoch_{epoch:04d}.png` files.
         every_n_epochs: int >= 1.
         seed: int, for the fixed masking noise.
-        mean, std: the images' normalisation (see `visualize.reconstruction_grid`).
+        mean: the images' normalisation mean (see `visualize.reconstruction_grid`).
+        std: the images' normalisation std (see `visualize.reconstruction_grid`).
 
     Example:
     ```python
@@ -43,12 +43,16 @@ class ReconstructionCallback(keras.callbacks.Callback):
         self.written = []
 
     def write(self, epoch):
-        """Writes the grid for `epoch` (1-based in the file name) and returns its path."""
+        """Writes the grid for `epoch` (1-based; 0 is before training) and returns its path.
+
+        The PNG's caption says which epoch it shows (`visualize.reconstruction_grid`).
+        """
         noise = np.random.RandomState(self.seed).rand(
             len(self.images), self.model.num_patches).astype(np.float32)
         path = os.path.join(self.output_dir, f"epoch_{epoch:04d}.png")
+        caption = "before training" if epoch == 0 else f"after epoch {epoch}"
         visualize.reconstruction_grid(self.model, self.images, noise=noise, path=path,
-                                      mean=self.mean, std=self.std)
+                                      mean=self.mean, std=self.std, caption=caption)
         self.written.append(path)
         return path
 
@@ -90,16 +94,22 @@ class KNNMonitor(keras.callbacks.Callback):
     inference mode; each query's label is predicted by `keras_mae.knn`
     (cosine similarity, `k` neighbours weighted by `exp(similarity /
     temperature)`) and the accuracy is written as `logs[name]`, so
-    `CSVLogger`, `TensorBoard` and `History` record it. Epochs without an
-    evaluation get NaN, which keeps the CSV columns fixed (place this callback
-    before those that read the logs).
+    `CSVLogger`, `TensorBoard` and `History` record it (place this callback
+    before those that read the logs). Epochs without an evaluation leave
+    `logs[name]` unset, as Keras leaves `val_` metrics unset on the epochs
+    `validation_freq` skips: `History` then lists only the evaluated epochs'
+    values (`history` says which epochs they are), and Keras' `CSVLogger`,
+    which fixes its columns at the first epoch, writes the column only when
+    the first epoch is evaluated.
 
     Args:
-        reference_images, reference_labels: `(N, H, W, C)` float images as the
-            model takes them, and `(N,)` int labels.
-        query_images, query_labels: `(M, H, W, C)` and `(M,)`.
+        reference_images: `(N, H, W, C)` float images as the model takes them.
+        reference_labels: `(N,)` int labels.
+        query_images: `(M, H, W, C)` float images.
+        query_labels: `(M,)` int labels.
         every_n_epochs: int >= 1.
-        k, temperature: kNN parameters (defaults 20 and 0.07).
+        k: neighbours of the kNN (default 20).
+        temperature: temperature of the kNN weights (default 0.07).
         pooling: `"avg"` (mean of the normalised patch tokens) or `"cls"`.
         batch_size: images per forward pass.
         num_classes: defaults to `max(label) + 1`.
@@ -162,9 +172,9 @@ class KNNMonitor(keras.callbacks.Callback):
         return top1
 
     def on_epoch_end(self, epoch, logs=None):
-        value = math.nan
-        if (epoch + 1) % self.every_n_epochs == 0:
-            value = self.evaluate(epoch + 1)
+        if (epoch + 1) % self.every_n_epochs:
+            return
+        value = self.evaluate(epoch + 1)
         if logs is not None:
             logs[self.name] = value
 

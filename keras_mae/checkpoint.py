@@ -6,12 +6,14 @@ checkpoint/
   latest                  text: the name of the newest complete step folder
   step_00000123/
     state.weights.h5      model and optimizer variables (`model.save_weights`)
-    state.json            {"global_step", "epoch", "step_in_epoch", "model_config",
-                           "seed_states"}
+    state.json            {"format_version", "global_step", "epoch", "step_in_epoch",
+                           "model_config", "seed_states"}
 ```
 A step folder is written under a temporary name and renamed when complete;
 `latest` is replaced atomically after that. A kill at any moment leaves the
 previous checkpoint usable, and a half-written folder is never read.
+A `state.json` of a format version this code does not read is refused
+(`keras_mae.formats.check_format_version`).
 """
 
 import json
@@ -22,6 +24,7 @@ import keras
 
 from keras_mae import files
 from keras_mae import keras_internals
+from keras_mae.formats import FORMAT_VERSION, check_format_version
 
 LATEST = "latest"
 WEIGHTS = "state.weights.h5"
@@ -32,9 +35,12 @@ def model_config_of(model):
     """The JSON-comparable config identifying a model's architecture.
 
     Nested objects other than the dtype policy are flattened with dotted keys:
-    a `MaskedAutoencoder`'s encoder width is `"encoder.hidden_dim"`.
+    a `MaskedAutoencoder`'s encoder width is `"encoder.hidden_dim"`. Format
+    versions are left out (the state records its own).
     """
-    return _flatten(json.loads(json.dumps(model.get_config(), sort_keys=True, default=str)))
+    config = _flatten(json.loads(json.dumps(model.get_config(), sort_keys=True, default=str)))
+    return {key: value for key, value in config.items()
+            if key.rsplit(".", 1)[-1] != "format_version"}
 
 
 def _flatten(config, prefix=""):
@@ -46,14 +52,6 @@ def _flatten(config, prefix=""):
         else:
             flat[prefix + key] = value
     return flat
-
-
-def _upgrade(saved, expected):
-    """Maps a checkpoint's flat encoder fields (`"hidden_dim"`) to the nested keys of `expected`."""
-    return {
-        (f"encoder.{key}" if key not in expected and f"encoder.{key}" in expected else key): value
-        for key, value in saved.items()
-    }
 
 
 def _seed_generators(model):
@@ -105,6 +103,7 @@ def save_checkpoint(directory, model, global_step, epoch, step_in_epoch, keep=2)
     os.makedirs(tmp)
     model.save_weights(os.path.join(tmp, WEIGHTS))
     state = {
+        "format_version": FORMAT_VERSION,
         "global_step": int(global_step),
         "epoch": int(epoch),
         "step_in_epoch": int(step_in_epoch),
@@ -136,30 +135,36 @@ def latest_checkpoint(directory):
 
 
 def read_state(folder):
-    """The `state.json` of a step folder, with a clear error when unreadable."""
+    """The `state.json` of a step folder, with a clear error when unreadable.
+
+    Raises:
+        ValueError: naming the file, when it cannot be read or is of a format
+            version this code does not read.
+    """
     path = os.path.join(folder, STATE)
     try:
         with open(path) as f:
-            return json.load(f)
+            state = json.load(f)
     except (OSError, json.JSONDecodeError) as error:
         raise ValueError(f"Cannot read checkpoint state {path}: {error}") from error
+    check_format_version(state, f"Checkpoint state {path}")
+    return state
 
 
 def restore_checkpoint(folder, model):
     """Loads model and optimizer variables from a step folder; returns its state.
 
     Raises `ValueError` naming the file when the checkpoint belongs to another
-    architecture or cannot be read.
+    architecture, cannot be read, or is of a format version this code does
+    not read.
     """
     state = read_state(folder)
     expected = model_config_of(model)
-    saved = _upgrade(state.get("model_config", {}), expected)
+    saved = state.get("model_config", {})
     ignore = {"name", "seed", "trainable", "dtype"}
     diff = sorted(
         key for key in set(expected) | set(saved)
         if key.rsplit(".", 1)[-1] not in ignore and expected.get(key) != saved.get(key)
-        # a switch added after the checkpoint was written, left off
-        and not (key not in saved and expected.get(key) is False)
     )
     weights = os.path.join(folder, WEIGHTS)
     if diff:

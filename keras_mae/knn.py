@@ -3,9 +3,10 @@
 Each query is compared with every reference by cosine similarity; the `k`
 most similar references vote for their labels with weight
 `exp(similarity / temperature)`, and the class with the largest total wins.
-k = 20 and temperature 0.07 are the values of Wu et al. 2018 ("Unsupervised
-Feature Learning via Non-Parametric Instance Discrimination", section 3.4)
-and of DINO's `eval_knn.py` (Caron et al., 2021).
+The weighted vote and temperature 0.07 are Wu et al. 2018's ("Unsupervised
+Feature Learning via Non-Parametric Instance Discrimination", section 3.4);
+k = 20 is the best of the values DINO's `eval_knn.py` tries (10, 20, 100,
+200; Caron et al., 2021).
 """
 
 import numpy as np

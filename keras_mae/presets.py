@@ -15,6 +15,10 @@ run can be shared and continued by others, or a `ViTEncoder` / `ViTClassifier`.
 For a KerasHub `ViTBackbone` preset, which KerasHub loads without keras_mae,
 convert the encoder first (`keras_mae.convert.to_keras_hub`).
 
+The model config carries keras_mae's `format_version`; a preset of a version
+this code does not read is refused, naming its `config.json`
+(`keras_mae.formats.check_format_version`).
+
 The folder is written under a temporary name and renamed when complete
 (`keras_mae.files.atomic_folder`); an existing preset is replaced only with
 `overwrite=True`.
@@ -27,6 +31,7 @@ import os
 import keras
 
 from keras_mae import files
+from keras_mae.formats import check_format_version
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.weights.h5"
@@ -124,6 +129,7 @@ def load_preset_config(directory):
             f"module {module!r}); a KerasHub backbone loads with "
             "`keras_hub.models.Backbone.from_preset`."
         )
+    check_format_version(config.get("config", {}), os.path.join(directory, CONFIG_FILE))
     return config, metadata
 
 
@@ -161,3 +167,45 @@ def from_preset(directory, **overrides):
     except Exception as error:  # h5py raises OSError, Keras ValueError
         raise ValueError(f"Cannot load preset weights {weights}: {error}") from error
     return model
+
+
+class PresetMethods:
+    """`from_preset` and `save_to_preset` as methods, keras-hub's pattern (`ViTEncoder` and the tasks).
+
+    `Class.from_preset(directory, **kwargs)` loads the preset's model when it
+    is a `Class` (`kwargs` then change top-level config fields, as in
+    `from_preset`); asked of a preset holding another model, an encoder
+    class returns that model's encoder, and a task class builds itself on it
+    (`kwargs` are then the task's arguments, e.g. `num_classes`).
+
+    Example:
+    ```python
+    import keras_mae
+    mae = keras_mae.models.mae_vit_tiny_patch4(depth=1, decoder_depth=1)
+    mae.save_to_preset("/tmp/mae_tiny_preset")
+    encoder = keras_mae.models.ViTEncoder.from_preset("/tmp/mae_tiny_preset")
+    classifier = keras_mae.models.ViTClassifier.from_preset("/tmp/mae_tiny_preset", num_classes=10)
+    ```
+    """
+
+    @classmethod
+    def from_preset(cls, directory, **kwargs):
+        config, _ = load_preset_config(directory)
+        saved = keras.saving.get_registered_object(config.get("registered_name"))
+        if isinstance(saved, type) and issubclass(saved, cls):
+            return from_preset(directory, **kwargs)
+        model = from_preset(directory)
+        encoder = getattr(model, "encoder", model)
+        if isinstance(encoder, cls):
+            if kwargs:
+                raise ValueError(f"{cls.__name__}.from_preset takes no arguments for the encoder of "
+                                 f"a {type(model).__name__} preset. Received: {sorted(kwargs)}")
+            return encoder
+        if getattr(cls, "abstract", False):
+            raise ValueError(f"{directory!r} holds a {type(model).__name__}; load it with a "
+                             f"task class (e.g. keras_mae.models.ViTClassifier.from_preset).")
+        return cls(encoder, **kwargs)
+
+    def save_to_preset(self, directory, overwrite=False):
+        """`keras_mae.presets.save_to_preset(self, directory, overwrite)`."""
+        return save_to_preset(self, directory, overwrite=overwrite)

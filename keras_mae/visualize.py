@@ -32,7 +32,7 @@ def denormalize(images, mean=IMAGENET_MEAN, std=IMAGENET_STD):
 
 
 def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                          mask_ratio=None):
+                          mask_ratio=None, with_prediction=False):
     """The four panels of the paper's demo for each image, as float arrays.
 
     Predictions of a model trained with `norm_pix_loss` are per-patch
@@ -47,13 +47,20 @@ def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMA
         model: a `MaskedAutoencoder`.
         images: `(N, H, W, C)` float images as the model takes them.
         noise: optional `(N, L)` noise fixing the masks.
-        mean, std: the normalisation of `images` (ImageNet by default; None
+        mean: the normalisation mean of `images` (ImageNet by default; None
+            for images already in [0, 1]).
+        std: the normalisation std of `images` (ImageNet by default; None
             for images already in [0, 1]).
         mask_ratio: optional mask ratio for this call (the model's own when None).
+        with_prediction: for a `norm_pix_loss` model, add a fifth panel: the
+            prediction itself on the removed patches, per-patch normalised
+            pixels shown as `0.5 + x / 4` (visible patches grey).
 
     Returns:
-        `(N, 4, H, W, C)` float32 in [0, 1]: original, masked (removed patches
-        grey), reconstruction, reconstruction with visible patches pasted back.
+        `(N, P, H, W, C)` float32 in [0, 1]: original, masked (removed patches
+        grey), reconstruction, reconstruction with visible patches pasted back
+        (`P` = 4), and with `with_prediction` on a `norm_pix_loss` model the
+        normalised prediction (`P` = 5).
     """
     images = np.asarray(images, np.float32)
     ratio = {} if mask_ratio is None else {"mask_ratio": mask_ratio}  # models without the argument
@@ -63,6 +70,7 @@ def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMA
     patch = model.encoder.patch_size
     grid = (images.shape[1] // patch, images.shape[2] // patch)
     patches = _to_numpy(mae_ops.patchify(images, patch))
+    normalised = np.clip(0.5 + pred / 4, 0.0, 1.0) * mask + 0.5 * (1 - mask)
     if model.norm_pix_loss:
         patch_mean = patches.mean(-1, keepdims=True)
         patch_var = patches.var(-1, ddof=1, keepdims=True)
@@ -76,7 +84,10 @@ def reconstruction_panels(model, images, noise=None, mean=IMAGENET_MEAN, std=IMA
     pasted = denormalize(to_image(pred * mask + patches * (1 - mask)), mean, std)
     pixel_mask = to_image(np.broadcast_to(mask, patches.shape))
     masked = original * (1 - pixel_mask) + 0.5 * pixel_mask
-    return np.stack([original, masked, recon, pasted], axis=1)
+    panels = [original, masked, recon, pasted]
+    if with_prediction and model.norm_pix_loss:
+        panels.append(to_image(normalised))
+    return np.stack(panels, axis=1)
 
 
 def panels_to_grid(panels, padding=2):
@@ -94,6 +105,16 @@ def panels_to_grid(panels, padding=2):
 
 COLUMN_TITLES = ("original", "masked", "reconstruction", "reconstruction + visible")
 """The columns of `reconstruction_grid`, left to right."""
+
+PREDICTION_TITLE = "prediction (normalised pixels)"
+"""The fifth column of `reconstruction_grid` for a `norm_pix_loss` model."""
+
+NORM_PIX_CAPTION = ("norm_pix model: a hidden patch is drawn with the mean and variance of the input's "
+                    "patch (the model predicts normalised pixels only; last column)")
+"""The caption of `reconstruction_grid` for a `norm_pix_loss` model."""
+
+CAPTION_LINE = 12
+"""Pixels per caption line of `save_png`."""
 
 TITLE_HEIGHT = 28
 """Pixels of the title strip `save_png` adds above an image given `titles` (two text lines)."""
@@ -120,47 +141,87 @@ def _title_strip(width, titles):
     return strip
 
 
-def save_png(image, path, scale=1, titles=None):
+def _caption_strip(width, caption):
+    """A white PIL image with `caption` wrapped to `width`, `CAPTION_LINE` pixels a line."""
+    from PIL import Image, ImageDraw
+
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    lines = [""]
+    for word in caption.split():
+        trial = f"{lines[-1]} {word}".strip()
+        if lines[-1] and measure.textlength(trial) > width - 8:
+            lines.append(word)
+        else:
+            lines[-1] = trial
+    strip = Image.new("RGB", (width, 4 + CAPTION_LINE * len(lines)), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for k, line in enumerate(lines):
+        draw.text((4, 2 + CAPTION_LINE * k), line, fill=(0, 0, 0))
+    return strip
+
+
+def save_png(image, path, scale=1, titles=None, caption=None):
     """Writes a `(H, W, 3)` uint8 image as PNG atomically (temp file, then rename).
 
-    `titles`: optional column titles, drawn in a white strip of `TITLE_HEIGHT`
-    pixels above the (scaled) image, one per equal-width column.
+    Args:
+        image: `(H, W, 3)` uint8.
+        path: the PNG file.
+        scale: integer upscaling (nearest neighbour).
+        titles: optional column titles, drawn in a white strip of
+            `TITLE_HEIGHT` pixels above the (scaled) image, one per
+            equal-width column.
+        caption: optional text, wrapped in a white strip below the image.
+
+    Returns:
+        `path`.
     """
     from PIL import Image
 
     picture = Image.fromarray(image)
     if scale > 1:
         picture = picture.resize((image.shape[1] * scale, image.shape[0] * scale), Image.NEAREST)
-    if titles:
-        titled = Image.new("RGB", (picture.width, picture.height + TITLE_HEIGHT), (255, 255, 255))
-        titled.paste(_title_strip(picture.width, titles), (0, 0))
-        titled.paste(picture, (0, TITLE_HEIGHT))
-        picture = titled
+    top = _title_strip(picture.width, titles) if titles else None
+    bottom = _caption_strip(picture.width, caption) if caption else None
+    if top or bottom:
+        height = picture.height + (top.height if top else 0) + (bottom.height if bottom else 0)
+        framed = Image.new("RGB", (picture.width, height), (255, 255, 255))
+        if top:
+            framed.paste(top, (0, 0))
+        framed.paste(picture, (0, top.height if top else 0))
+        if bottom:
+            framed.paste(bottom, (0, height - bottom.height))
+        picture = framed
     with files.atomic_path(path) as tmp:
         picture.save(tmp, format="PNG")
     return path
 
 
 def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN,
-                        std=IMAGENET_STD, scale=None, mask_ratio=None):
+                        std=IMAGENET_STD, scale=None, mask_ratio=None, caption=None):
     """One image with a row per input: original, masked, reconstruction, pasted.
 
-    The PNG written to `path` carries `COLUMN_TITLES` in a strip above the
-    grid; the returned array is the grid alone.
+    A `norm_pix_loss` model gets a fifth column, its normalised prediction
+    (`reconstruction_panels(..., with_prediction=True)`). The PNG written to
+    `path` carries the column titles in a strip above the grid and, below it,
+    `caption` and, for a `norm_pix_loss` model, `NORM_PIX_CAPTION`; the
+    returned array is the grid alone.
 
     Args:
         model: a `MaskedAutoencoder`.
         images: `(N, H, W, C)` float images, normalised with `mean`/`std`.
         noise: optional `(N, L)` noise fixing the masks.
         path: optional PNG path to write.
-        mean, std: the normalisation of `images` (None: already in [0, 1]).
+        mean: the normalisation mean of `images` (None: already in [0, 1]).
+        std: the normalisation std of `images` (None: already in [0, 1]).
         scale: integer upscaling of the saved PNG (default: to about 128 px
             per panel for small images).
         mask_ratio: optional mask ratio for these panels (the model's own
             when None).
+        caption: optional text for the PNG (e.g. the epoch).
 
     Returns:
-        `(N * (H + 2) + 2, 4 * (W + 2) + 2, 3)` uint8 grid.
+        `(N * (H + 2) + 2, P * (W + 2) + 2, 3)` uint8 grid, `P` panels (4, or
+        5 for a `norm_pix_loss` model).
 
     Example:
     ```python
@@ -172,9 +233,13 @@ def reconstruction_grid(model, images, noise=None, path=None, mean=IMAGENET_MEAN
     grid.shape  # (70, 138, 3)
     ```
     """
-    grid = panels_to_grid(reconstruction_panels(model, images, noise, mean, std, mask_ratio))
+    panels = reconstruction_panels(model, images, noise, mean, std, mask_ratio, with_prediction=True)
+    grid = panels_to_grid(panels)
     if path is not None:
         if scale is None:
             scale = max(1, 128 // max(np.shape(images)[1:3]))
-        save_png(grid, path, scale=scale, titles=COLUMN_TITLES)
+        titles, notes = COLUMN_TITLES, [caption] if caption else []
+        if panels.shape[1] == 5:
+            titles, notes = titles + (PREDICTION_TITLE,), notes + [NORM_PIX_CAPTION]
+        save_png(grid, path, scale=scale, titles=titles, caption="; ".join(notes) or None)
     return grid

@@ -135,7 +135,7 @@ _DIGITS_MODEL = dict(hidden_dim=128, depth=4, num_heads=4)
 def probe_digits():
     """Linear probe on the embedded digits (train 1,500 / test 297) with features precomputed.
 
-    Command: `python recipes/linear_probe.py --config digits --encoder
+    Command: `.venv/bin/python recipes/linear_probe.py --config digits --encoder
     runs/digits/encoder.keras --output-dir runs/digits_probe` (or `--encoder random
     --encoder-config runs/digits/config.json` for the untrained baseline).
     Time: 27 s on a 2-core CPU (TensorFlow).
@@ -154,7 +154,7 @@ def probe_digits():
 def probe_cifar10():
     """Linear probe on CIFAR-10 (32 px) from `.npz` files or `tfds:cifar10`: mean patch token, LARS.
 
-    Command: `python recipes/linear_probe.py --config cifar10 --encoder
+    Command: `.venv/bin/python recipes/linear_probe.py --config cifar10 --encoder
     runs/cifar10_cpu/encoder.keras --dataset
     DIR/cifar10_train_0.npz,DIR/cifar10_train_1.npz --eval-dataset
     DIR/cifar10_test_1k.npz --output-dir runs/cifar10_probe` (`--encoder random
@@ -181,7 +181,7 @@ def probe_cifar10():
 def probe_paper_vit_base():
     """The paper's linear probe (Table 10): LARS, blr 0.1, batch 16384, 90 epochs, warmup 10.
 
-    Command: `python recipes/linear_probe.py --config paper_vit_base --encoder
+    Command: `.venv/bin/python recipes/linear_probe.py --config paper_vit_base --encoder
     ENCODER.keras --dataset tfds:imagenet2012 --eval-split validation --output-dir
     runs/probe_vit_base` (official LINPROBE.md: ViT-B 90 epochs, `--batch_size 512`
     on 4 nodes x 8 GPUs = 16384).
@@ -196,7 +196,7 @@ def probe_paper_vit_base():
 def finetune_digits():
     """Fine-tuning the digits encoder on the embedded digits, regularised for 1,500 images.
 
-    Command: `KERAS_BACKEND=tensorflow python recipes/finetune.py --config digits
+    Command: `KERAS_BACKEND=tensorflow .venv/bin/python recipes/finetune.py --config digits
     --encoder runs/digits/encoder.keras --output-dir runs/digits_finetune`.
     Time: 5 min 43 s on a 2-core CPU shared with another training run (30 epochs).
     Result: top-1 98.3% (best 98.7%, epoch 18) on the 297 test digits, where the
@@ -217,7 +217,7 @@ def finetune_digits():
 def finetune_cifar10():
     """Fine-tuning on CIFAR-10 at 32 px (the tiny ViT's 12 blocks, layer decay 0.75).
 
-    Command: `python recipes/finetune.py --config cifar10 --encoder
+    Command: `.venv/bin/python recipes/finetune.py --config cifar10 --encoder
     runs/cifar10/encoder.keras --output-dir runs/cifar10_finetune`.
     Time: GPU-sized; not measured yet. Result: not measured yet.
     """
@@ -228,7 +228,7 @@ def finetune_cifar10():
 def finetune_cifar10_cpu():
     """Fine-tuning the `cifar10_cpu` encoder on 40,000 CIFAR-10 images within 90 minutes of a 2-core CPU.
 
-    Command: `python recipes/finetune.py --config cifar10_cpu --encoder
+    Command: `.venv/bin/python recipes/finetune.py --config cifar10_cpu --encoder
     RUN/encoder.keras --dataset DIR/cifar10_train_0.npz,DIR/cifar10_train_1.npz
     --eval-dataset DIR/cifar10_test_1k.npz --output-dir F1` (`--encoder random
     --encoder-config RUN/config.json` for the same architecture untrained).
@@ -270,7 +270,7 @@ def finetune_paper_vit_base():
     The paper's Table 9 lists blr 1e-3 and layer decay 0.75; the official
     repository's FINETUNE.md command for ViT-B uses `--blr 5e-4 --layer_decay
     0.65 --drop_path 0.1 --mixup 0.8 --cutmix 1.0 --reprob 0.25 --epochs 100`.
-    Command: `python recipes/finetune.py --config paper_vit_base --from-official
+    Command: `.venv/bin/python recipes/finetune.py --config paper_vit_base --from-official
     mae_pretrain_vit_base.pth --output-dir runs/ft_vit_base` (ImageNet prepared for tfds).
     Time: GPU-sized; not run here. Result (paper): 83.6% top-1.
     """
@@ -280,7 +280,7 @@ def finetune_paper_vit_base():
 def finetune_paper_vit_large():
     """ViT-L/16 as FINETUNE.md: 50 epochs, blr 1e-3, layer decay 0.75, drop path 0.2.
 
-    Command: `python recipes/finetune.py --config paper_vit_large --from-official
+    Command: `.venv/bin/python recipes/finetune.py --config paper_vit_large --from-official
     mae_pretrain_vit_large.pth --output-dir runs/ft_vit_large`.
     Time: GPU-sized; not run here. Result (paper): 85.9% top-1.
     """
@@ -290,7 +290,7 @@ def finetune_paper_vit_large():
 def finetune_paper_vit_huge():
     """ViT-H/14 as FINETUNE.md: 50 epochs, blr 1e-3, layer decay 0.75, drop path 0.3.
 
-    Command: `python recipes/finetune.py --config paper_vit_huge --from-official
+    Command: `.venv/bin/python recipes/finetune.py --config paper_vit_huge --from-official
     mae_pretrain_vit_huge.pth --output-dir runs/ft_vit_huge`.
     Time: GPU-sized; not run here. Result (paper): 86.9% top-1.
     """

@@ -5,8 +5,10 @@ and never from each other.
 """
 
 import argparse
+import contextlib
 import json
 import os
+import re
 import sys
 import time
 
@@ -34,6 +36,25 @@ def configured_backend(environ=None):
         return "tensorflow"
 
 
+def switchboard():
+    """`keras_mae.config`, loaded without running `keras_mae/__init__.py` (which imports Keras).
+
+    The module imports nothing heavy, so a recipe reads its choices before
+    anything imports Keras. It is registered under its own name: a later
+    `import keras_mae` uses this same module, with any choice already set.
+    """
+    import importlib.util
+
+    name = "keras_mae.config"
+    if name not in sys.modules:
+        package = importlib.util.find_spec("keras_mae").submodule_search_locations[0]
+        spec = importlib.util.spec_from_file_location(name, os.path.join(package, "config.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def restart_with_heap_kept():
     """On JAX, runs this command again, once, with `HEAP_KEPT_ENV` set from the start.
 
@@ -41,47 +62,43 @@ def restart_with_heap_kept():
     they miss the threads that have already allocated. So a recipe's command
     line calls this first, before anything imports Keras: the process
     replaces itself (`os.execve`: same pid, arguments and directory) with
-    the settings added. Nothing happens on another backend, off Linux with
-    glibc, when started otherwise than as a script, or when any of the
-    three variables is already set (set one, e.g. `MALLOC_ARENA_MAX=8`, to
-    keep glibc's own behaviour).
+    the settings added. Nothing happens on another backend, when
+    `keras_mae.config.keep_heap()` is off (`KERAS_MAE_KEEP_HEAP=0`, or not
+    Linux with glibc), when started otherwise than as a script, or when any
+    of the three variables is already set.
     """
-    if configured_backend() != "jax" or not sys.platform.startswith("linux"):
+    if configured_backend() != "jax" or not switchboard().keep_heap():
         return
     if any(name in os.environ for name in HEAP_KEPT_ENV) or not os.path.isfile(sys.argv[0]):
-        return
-    try:
-        os.confstr("CS_GNU_LIBC_VERSION")
-    except (ValueError, OSError):
         return
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable] + sys.argv, dict(os.environ, **HEAP_KEPT_ENV))
 
 
-def parse_jit_compile(value, backend=None, replicas=1, torch_compile=False):
-    """`"auto"`, true or false (from a flag or a config) -> Keras' `jit_compile`.
+def parse_jit_compile(value):
+    """`--jit-compile` (`"auto"`, true or false) -> `"auto"` or a bool.
 
-    `"auto"` means XLA on JAX, and on TensorFlow with one replica (on a CPU,
-    Keras' own "auto" leaves TensorFlow uncompiled, about 1.5x slower); with
-    several TensorFlow replicas it stays Keras' "auto", because XLA has no
-    cross-replica collectives on CPUs. On PyTorch it means `torch.compile`
-    when `torch_compile` (the MAE's own compiled step; pretraining) and eager
-    otherwise.
+    The models' `compile` resolves `"auto"` (`keras_mae.config.resolve_jit_compile`).
     """
-    if value == "auto":
-        import keras
-
-        backend = backend or keras.backend.backend()
-        if backend == "tensorflow" and replicas > 1:
-            return "auto"
-        return backend in ("tensorflow", "jax") or (backend == "torch" and torch_compile)
-    if isinstance(value, bool):
+    if value == "auto" or isinstance(value, bool):
         return value
     try:
         return str2bool(str(value))
     except argparse.ArgumentTypeError:
         raise ValueError(f"--jit-compile must be auto, true or false. Received: {value!r}")
+
+
+def backend_note(model):
+    """The run header's backend line: `model`'s dtype policy, `jit_compile` and `keras_mae.config`'s choices."""
+    choices = switchboard().describe(model.dtype_policy.compute_dtype)
+    policy = model.dtype_policy.name
+    parts = [choices["backend"] + ("" if policy == "float32" else f", {policy}"),
+             f"jit_compile {model.jit_compile}", f"attention {choices['attention_kernel']}",
+             f"remat {'on' if choices['remat'] else 'off'}"]
+    if choices["backend"] == "jax":
+        parts.append(f"glibc heap {'kept' if choices['keep_heap'] else 'default'}")
+    return "; ".join(parts)
 
 
 def check_output_dir(path):
@@ -166,9 +183,10 @@ def compile_and_restore(model, optimizer, loss, config, dist, replicas, output_d
     Call it inside `distribute.scope(dist)`. Returns `(global step, folder)`.
     """
     from keras_mae import distribute
+    from keras_mae.config import resolve_jit_compile
 
-    model.compile(optimizer=optimizer, loss=loss,
-                  jit_compile=parse_jit_compile(config.jit_compile, replicas=replicas))
+    jit_compile = resolve_jit_compile(parse_jit_compile(config.jit_compile), replicas=replicas)
+    model.compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile)
     distribute.configure_model(model, dist)
     return restore_latest(model, output_dir)
 
@@ -214,20 +232,19 @@ def fit_and_evaluate(model, epoch_dataset, config, steps_per_epoch, start_step, 
 
     Checkpoints go to `write_dir/checkpoint`, the loss per epoch to
     `history.csv`, `score()` every `config.eval_every_epochs` epochs (and
-    after the last) to `evaluations.json`. Returns the evaluations.
+    after the last) to `evaluations.json`, each under its epoch numbered as
+    the progress bar shows it (from 1). Returns the evaluations.
     """
-    import keras
-
-    from recipes.training import fit_epochs
+    from recipes.training import after_progress_bar, fit_epochs, history_logger
 
     path = os.path.join(write_dir, "evaluations.json")
+    later = after_progress_bar(log)
     fit_epochs(model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
                start_step=start_step, checkpoint_dir=os.path.join(write_dir, "checkpoint"),
                every_steps=config.checkpoint_every_steps,
                callbacks=[evaluation_callback(score, config.eval_every_epochs, config.epochs,
-                                              path, log),
-                          keras.callbacks.CSVLogger(os.path.join(write_dir, "history.csv"),
-                                                    append=True)],
+                                              path, later),
+                          history_logger(os.path.join(write_dir, "history.csv")), later],
                verbose=verbosity())
     if not read_evaluations(path):  # a run resumed after its last epoch
         evaluation_callback(score, 1, config.epochs, path, log).on_epoch_end(config.epochs - 1)
@@ -334,25 +351,23 @@ def load_encoder(config):
 
 def other_split(config, train):
     """`--dataset` at `--eval-split`; a folder has no other split: `train` itself (its bad files left out)."""
-    from keras_mae import data
-
     if os.path.isdir(os.path.expanduser(config.dataset)):
         return train
-    return data.load_source(config.dataset, split=config.eval_split, data_dir=config.data_dir)
+    return load_dataset(config.dataset, "--dataset", config.eval_split, config.data_dir)
 
 
 def load_sources(config):
     """(train source, eval source, num_classes, note); raises for unlabelled data."""
     from keras_mae import data
 
-    train = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
-                             skip_bad_images=config.skip_bad_images)
+    train = load_dataset(config.dataset, "--dataset", config.split, config.data_dir,
+                         config.skip_bad_images)
     if config.train_images:
         train = data.subset_source(train, config.train_images, seed=config.seed)
     note = ""
     if config.eval_dataset:
-        evaluation = data.load_source(config.eval_dataset, split=config.eval_split,
-                                      data_dir=config.data_dir)
+        evaluation = load_dataset(config.eval_dataset, "--eval-dataset", config.eval_split,
+                                  config.data_dir)
     else:
         evaluation = other_split(config, train)
         if evaluation.name == train.name:
@@ -495,3 +510,128 @@ def run_main(function):
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0
+
+
+def hide_cuda_probe_error(environ=None):
+    """Sets `TF_CPP_MIN_LOG_LEVEL=3` on a Linux machine without a CUDA driver, unless it is set.
+
+    TensorFlow's Linux build looks for a GPU when it starts and, finding no
+    CUDA driver, logs `E0000 ... failed call to cuInit: ... CUDA error` in
+    every run: an error line on a machine that has no GPU to use. A recipe's
+    command line calls this before anything imports TensorFlow (the data
+    pipelines import it on every backend). The level keeps TensorFlow's C++
+    log lines below FATAL out (Python exceptions are not log lines).
+    Nothing changes where the driver loads (a GPU machine, WSL with a GPU),
+    and no device is hidden; a variable set by the user wins
+    (`TF_CPP_MIN_LOG_LEVEL=0` shows all of TensorFlow's lines).
+    """
+    import ctypes
+
+    environ = os.environ if environ is None else environ
+    if "TF_CPP_MIN_LOG_LEVEL" in environ or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libcuda.so.1")  # what TensorFlow loads
+    except OSError:
+        environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+
+
+@contextlib.contextmanager
+def output_directory(path):
+    """`check_output_dir(path)` for a `with` block; the folders it made go again if the block fails while they are empty.
+
+    A run that stops on an error before writing anything (data that does not
+    load) leaves no folder behind; a folder holding anything stays.
+    """
+    made, folder = [], os.path.abspath(path)
+    while not os.path.exists(folder) and os.path.dirname(folder) != folder:
+        made.append(folder)
+        folder = os.path.dirname(folder)
+    check_output_dir(path)
+    try:
+        yield
+    except BaseException:
+        for folder in made:  # the deepest first
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+        raise
+
+
+# what --dataset (and --eval-dataset, --knn-dataset) take: `keras_mae.data.load_source`'s forms
+DATASET_FORMS = ("digits (scikit-learn's 8x8 digits), tfds:NAME (a prepared TensorFlow Datasets "
+                 "set; --data-dir its folder), a folder of images (flat, or one sub-folder per "
+                 "class), or a .npz file with x and optional y (several: comma-separated)")
+# a TFDS name, `name[/config][:version]`, which a bare value may be
+_TFDS_NAME = re.compile(r"[a-z0-9_]+(/[\w.+-]+)?(:[\w.*]+)?")
+
+
+def check_dataset_flag(value, flag="--dataset"):
+    """Fails on a data flag's value that names no data, before anything imports TensorFlow.
+
+    Whether a bare name is a TFDS name, and whether TFDS data is prepared,
+    shows when the data loads (`load_dataset`).
+    """
+    def fail(problem):
+        raise data_flag_error(flag, value, problem)
+
+    if not isinstance(value, str) or not value.strip():
+        fail("no value")
+    if value == "digits":
+        return
+    if value.startswith("tfds:"):
+        if not _TFDS_NAME.fullmatch(value[len("tfds:"):]):
+            fail("no TFDS name after 'tfds:'")
+        return
+    if "," in value:
+        for path in (p.strip() for p in value.split(",")):
+            if not path.endswith(".npz"):
+                fail(f"a comma-separated list holds .npz files only, not {path!r}")
+            if not os.path.isfile(os.path.expanduser(path)):
+                fail(f"no file {path!r}")
+        return
+    path = os.path.expanduser(value)
+    if os.path.isfile(path) and not path.endswith(".npz"):
+        fail("a file other than a .npz file")
+    if not os.path.exists(path) and (value.endswith(".npz") or not _TFDS_NAME.fullmatch(value)):
+        fail("no such file or folder")
+
+
+def check_data_flags(config):
+    """`check_dataset_flag` for `--dataset` and, when set, `--eval-dataset` and `--knn-dataset`."""
+    check_dataset_flag(config.dataset)
+    for name in ("eval_dataset", "knn_dataset"):
+        if getattr(config, name, ""):
+            check_dataset_flag(getattr(config, name), "--" + name.replace("_", "-"))
+    if config.skip_bad_images and not os.path.isdir(os.path.expanduser(config.dataset)):
+        raise ValueError(f"--skip-bad-images true applies to a folder of images only. "
+                         f"Received: --dataset {config.dataset!r}")
+
+
+def data_flag_error(flag, value, problem):
+    """The `ValueError` of a data flag naming no data: the problem, what the flag takes, the value."""
+    return ValueError(f"{flag}: {problem}. {flag} takes {DATASET_FORMS}. Received: {flag} {value!r}")
+
+
+def load_dataset(value, flag, split, data_dir, skip_bad_images=False):
+    """`keras_mae.data.load_source(value, ...)`, its errors naming `flag` and `--data-dir`."""
+    from keras_mae import data
+    from keras_mae.data.sources import NotPreparedError, UnknownSourceError
+
+    try:
+        return data.load_source(value, split=split, data_dir=data_dir,
+                                skip_bad_images=skip_bad_images)
+    except UnknownSourceError as error:
+        raise data_flag_error(flag, value, error.problem) from error
+    except NotPreparedError as error:
+        where = (repr(error.data_dir) if error.data_dir else
+                 "TFDS' default folder ($TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+        received = f"{flag} {value!r}" + (f", --data-dir {data_dir!r}" if data_dir else "")
+        raise ValueError(
+            f"{flag}: the TensorFlow Datasets set {error.name!r} (split {error.split!r}) is not "
+            f"prepared in {where}. Prepare it where there is network access (`tfds build "
+            f"{error.name} --data_dir DIR`), then pass --data-dir DIR. Received: {received}") \
+            from error
+    except ValueError as error:
+        raise ValueError(f"{flag}: {error}") from error

@@ -22,7 +22,7 @@ directory receives:
 OUTPUT/
   config.json       the resolved config
   checkpoint/       resumable state (model, optimizer, step, epoch)
-  history.csv       loss and learning rate per epoch
+  history.csv       loss per epoch (epoch 1: the progress bar's "Epoch 1/N")
   evaluations.json  {epoch: {"top1", "top5"}} on the eval split
   metrics.json      the last epoch's top1/top5, and best_top1 with best_epoch
   classifier.keras  the fine-tuned ViTClassifier
@@ -41,8 +41,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.classify_configs import FinetuneConfig, get_finetune_config  # noqa: E402
-from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            distributed_run, eval_crop_pct, fit_and_evaluate, image_side,
+from recipes.common import (backend_note, check_data_flags, check_encoder_source,  # noqa: E402
+                            dataset_labels, distributed_run, eval_crop_pct, fit_and_evaluate,
+                            hide_cuda_probe_error, image_side, output_directory,
                             load_encoder, load_sources, record_skipped, report,
                             restart_with_heap_kept, run_main, compile_and_restore,
                             topk_scores, validate_common, warmup_cosine, write_atomic)
@@ -138,15 +139,16 @@ def augmentation_summary(config):
 
 def run(config, output_dir, log=print, strategy="default", tpu_address=None):
     """Fine-tunes (or resumes) and evaluates; returns `{"top1", "top5", "best_top1", ...}`."""
+    check_data_flags(config)
     validate(config)
     if not config.from_official:
         check_encoder_source(config)
-    check_output_dir(output_dir)
-    formats = export_formats(config)
-    return distributed_run(config, output_dir, strategy, tpu_address,
-                           lambda dist, replicas, write_dir: _run(
-                               config, output_dir, write_dir, log, dist, strategy, replicas,
-                               formats))
+    with output_directory(output_dir):
+        formats = export_formats(config)
+        return distributed_run(config, output_dir, strategy, tpu_address,
+                               lambda dist, replicas, write_dir: _run(
+                                   config, output_dir, write_dir, log, dist, strategy, replicas,
+                                   formats))
 
 
 def export_formats(config):
@@ -190,8 +192,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas, formats):
     write_atomic(os.path.join(write_dir, "config.json"), config.to_json())
     origin = config.from_official or config.encoder
     log("keras-mae fine-tuning")
-    log(f"  backend        {keras.backend.backend()}"
-        f"{', mixed_bfloat16' if config.mixed_precision else ''}")
+    log(f"  backend        {backend_note(model)}")
     log(f"  strategy       {strategy}: {replicas} replica(s), "
         f"{config.batch_size // replicas} images each")
     log(f"  encoder        {origin}: {model.encoder.depth} blocks, width "
@@ -252,5 +253,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    hide_cuda_probe_error()
     restart_with_heap_kept()
     sys.exit(main())

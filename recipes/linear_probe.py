@@ -18,7 +18,7 @@ OUTPUT/
   config.json       the resolved config
   features.npz      (without --augment) the train and eval features, reused on resume
   checkpoint/       resumable state of what trains (the head, or the probe)
-  history.csv       loss and learning rate per epoch
+  history.csv       loss per epoch (epoch 1: the progress bar's "Epoch 1/N")
   evaluations.json  {epoch: {"top1", "top5"}} on the eval split
   metrics.json      the last epoch's top1/top5, and best_top1 with best_epoch
   probe_head.keras  the trained head: (B, D) pooled features -> (B, classes) logits
@@ -36,8 +36,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes.classify_configs import ProbeConfig, get_probe_config  # noqa: E402
-from recipes.common import (check_encoder_source, check_output_dir, dataset_labels,  # noqa: E402
-                            distributed_run, eval_crop_pct, fit_and_evaluate, image_side,
+from recipes.common import (backend_note, check_data_flags, check_encoder_source,  # noqa: E402
+                            dataset_labels, distributed_run, eval_crop_pct, fit_and_evaluate,
+                            hide_cuda_probe_error, image_side, output_directory,
                             load_encoder, load_sources, record_skipped, report,
                             restart_with_heap_kept, run_main, compile_and_restore,
                             topk_scores, validate_common, warmup_cosine, write_atomic)
@@ -144,12 +145,13 @@ def feature_batches(x, y, batch_size, seed):
 
 def run(config, output_dir, log=print, strategy="default", tpu_address=None):
     """Runs (or resumes) the probe; returns `{"top1", "top5", "best_top1", ...}`."""
+    check_data_flags(config)
     validate(config)
     check_encoder_source(config)
-    check_output_dir(output_dir)
-    return distributed_run(config, output_dir, strategy, tpu_address,
-                           lambda dist, replicas, write_dir: _run(
-                               config, output_dir, write_dir, log, dist, strategy, replicas))
+    with output_directory(output_dir):
+        return distributed_run(config, output_dir, strategy, tpu_address,
+                               lambda dist, replicas, write_dir: _run(
+                                   config, output_dir, write_dir, log, dist, strategy, replicas))
 
 
 def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
@@ -189,8 +191,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
             if config.augment else
             "precomputed features: encoder run once per image (centre view), no augmentation")
     log("keras-mae linear probe")
-    log(f"  backend        {keras.backend.backend()}"
-        f"{', mixed_bfloat16' if config.mixed_precision else ''}")
+    log(f"  backend        {backend_note(probe)}")
     log(f"  strategy       {strategy}: {replicas} replica(s), "
         f"{config.batch_size // replicas} images each")
     log(f"  encoder        {config.encoder}: {encoder.depth} blocks, width {encoder.hidden_dim}, "
@@ -268,5 +269,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    hide_cuda_probe_error()
     restart_with_heap_kept()
     sys.exit(main())

@@ -6,7 +6,9 @@ output directory receives:
 OUTPUT/
   config.json            the resolved config
   checkpoint/            resumable state (model, optimizer, step, epoch)
-  history.csv            per-epoch loss and learning rate
+  history.csv            per-epoch loss, and kNN top-1 on the epochs it runs;
+                         epochs numbered as the progress bar's "Epoch 1/N",
+                         row 0 before training
   tensorboard/           TensorBoard logs
   reconstructions/       epoch_XXXX.png grids on fixed test images and masks
   model.keras            the whole MAE
@@ -29,6 +31,11 @@ finishes its step, writes a checkpoint and exits with status 143.
 learning-rate rule. Only the chief writes into OUTPUT (other workers write
 into a temporary folder they delete); every worker resumes from the chief's
 checkpoint, so OUTPUT must be on a file system all workers share.
+
+On Linux without a CUDA driver, every recipe's command sets
+`TF_CPP_MIN_LOG_LEVEL=3` unless it is set: TensorFlow then leaves out the
+`failed call to cuInit` error line it logs on such machines (and its other
+C++ log lines below FATAL); `TF_CPP_MIN_LOG_LEVEL=0` shows them all.
 """
 
 import json
@@ -40,12 +47,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from recipes import flags  # noqa: E402
-from recipes.common import (check_output_dir, distributed_run, other_split,  # noqa: E402
+from recipes.common import (backend_note, check_data_flags, distributed_run,  # noqa: E402
+                            hide_cuda_probe_error, load_dataset, other_split, output_directory,
                             parse_jit_compile, record_skipped, restart_with_heap_kept,
                             restore_latest, run_main, save_atomic, verbosity, warmup_cosine,
                             write_atomic)
 from recipes.pretrain_configs import PretrainConfig, get_config  # noqa: E402
-from recipes.training import fit_epochs  # noqa: E402
+from recipes.training import (after_progress_bar, fit_epochs, history_logger,  # noqa: E402
+                              tensorboard, write_history_row)
 
 
 def build_parser():
@@ -135,8 +144,8 @@ def knn_monitor(config, source, num_channels, replicas):
     if not source.has_labels:
         return None, f"off ({source.name} has no labels)"
     if config.knn_dataset:
-        queries = data.load_source(config.knn_dataset, split=config.eval_split,
-                                   data_dir=config.data_dir)
+        queries = load_dataset(config.knn_dataset, "--knn-dataset", config.eval_split,
+                               config.data_dir)
         if not queries.has_labels:
             raise ValueError(f"--knn-dataset {config.knn_dataset!r} has no labels")
         queries = data.slice_source(queries, 0, min(config.knn_queries, queries.num_examples))
@@ -163,11 +172,12 @@ def run(config, output_dir, log=print, strategy="default", tpu_address=None):
     `output_dir`; other workers write into a temporary folder, deleted at the
     end, and restore from the chief's checkpoint in `output_dir`.
     """
+    check_data_flags(config)
     validate(config)
-    check_output_dir(output_dir)
-    return distributed_run(config, output_dir, strategy, tpu_address,
-                           lambda dist, replicas, write_dir: _run(
-                               config, output_dir, write_dir, log, dist, strategy, replicas))
+    with output_directory(output_dir):
+        return distributed_run(config, output_dir, strategy, tpu_address,
+                               lambda dist, replicas, write_dir: _run(
+                                   config, output_dir, write_dir, log, dist, strategy, replicas))
 
 
 def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
@@ -184,14 +194,14 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     from keras_mae import callbacks as mae_callbacks
     from keras_mae import data
 
-    source = data.load_source(config.dataset, split=config.split, data_dir=config.data_dir,
-                              skip_bad_images=config.skip_bad_images)
+    source = load_dataset(config.dataset, "--dataset", config.split, config.data_dir,
+                          config.skip_bad_images)
     if source.num_examples is None:
-        raise ValueError(f"Dataset {config.dataset!r} has unknown size; pass a sized source")
+        raise ValueError(f"--dataset {config.dataset!r} has unknown size; pass a sized source")
     steps_per_epoch = source.num_examples // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(
-            f"Dataset {config.dataset!r} has {source.num_examples} images, fewer than "
+            f"--dataset {config.dataset!r} has {source.num_examples} images, fewer than "
             f"--batch-size {config.batch_size}")
     try:
         eval_source = other_split(config, source)
@@ -202,8 +212,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
         model = build_model(config)
         model.build()
         optimizer, peak_lr = build_optimizer(config, model, steps_per_epoch)
-        model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(
-            config.jit_compile, replicas=replicas, torch_compile=True))
+        model.compile(optimizer=optimizer, jit_compile=parse_jit_compile(config.jit_compile))
         distribute.configure_model(model, dist)
 
         # every worker restores the chief's checkpoint (the shared output directory)
@@ -213,7 +222,7 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 
     write_atomic(os.path.join(write_dir, "config.json"), config.to_json())
     log("keras-mae pretraining")
-    log(f"  backend        {keras.backend.backend()}")
+    log(f"  backend        {backend_note(model)}")
     log(f"  strategy       {strategy}: {replicas} replica(s), "
         f"{config.batch_size // replicas} images each; "
         f"{'chief' if write_dir == output_dir else 'worker, writing to ' + write_dir}")
@@ -239,23 +248,27 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
     recon.set_model(model)
     if start_step == 0:
         recon.write(0)
+    # epochs numbered as the progress bar shows them: history.csv's rows, the
+    # reconstructions' and the log's epochs; 0 is before training
+    history_path = os.path.join(write_dir, "history.csv")
+    later = after_progress_bar(log)
     callbacks = []
     if monitor is not None:
         monitor.set_model(model)
         if start_step == 0:
-            log(f"  knn top-1      {monitor.evaluate(0):.4f} before training "
-                f"({monitor.history[-1][2]:.1f} s)")
+            top1 = monitor.evaluate(0)
+            write_history_row(history_path, 0, {monitor.name: top1})
+            log(f"  knn top-1      {top1:.4f} before training ({monitor.history[-1][2]:.1f} s)")
 
         def log_knn(epoch, logs):
             if monitor.history and monitor.history[-1][0] == epoch + 1:
-                log(f"  knn top-1      {monitor.history[-1][1]:.4f} after epoch {epoch + 1} "
-                    f"({monitor.history[-1][2]:.1f} s)")
+                later(f"  knn top-1      {monitor.history[-1][1]:.4f} after epoch {epoch + 1} "
+                      f"({monitor.history[-1][2]:.1f} s)")
 
         # before the CSV and TensorBoard loggers, which read the value from the logs
         callbacks = [monitor, keras.callbacks.LambdaCallback(on_epoch_end=log_knn)]
 
     started = time.time()
-    history_path = os.path.join(write_dir, "history.csv")
 
     # the epoch's permutation from (seed, epoch); a resumed epoch starts at its
     # step without reading the records before it; each worker reads its share
@@ -273,9 +286,8 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
                start_step=start_step, checkpoint_dir=ckpt_dir,
                every_steps=config.checkpoint_every_steps,
                callbacks=[mae_callbacks.StopOnNonFiniteLoss(start_step), *callbacks,
-                          keras.callbacks.CSVLogger(history_path, append=True),
-                          keras.callbacks.TensorBoard(os.path.join(write_dir, "tensorboard")),
-                          recon],
+                          history_logger(history_path),
+                          tensorboard(os.path.join(write_dir, "tensorboard")), recon, later],
                verbose=verbosity())
 
     final_grid = os.path.join(recon.output_dir, f"epoch_{config.epochs:04d}.png")
@@ -296,13 +308,13 @@ def _run(config, output_dir, write_dir, log, dist, strategy, replicas):
 def _export(model, output_dir):
     """Writes model.keras, preset/, keras_hub/, encoder.keras and encoder.weights.h5 atomically."""
     from keras_mae import presets
-    from keras_mae.convert import save_encoder_preset
+    from keras_mae.convert import save_keras_hub_preset
 
     for obj, name, method in ((model, "model.keras", "save"), (model.encoder, "encoder.keras", "save"),
                               (model.encoder, "encoder.weights.h5", "save_weights")):
         save_atomic(obj, os.path.join(output_dir, name), method)
     presets.save_to_preset(model, os.path.join(output_dir, "preset"), overwrite=True)
-    save_encoder_preset(model.encoder, os.path.join(output_dir, "keras_hub"), overwrite=True)
+    save_keras_hub_preset(model.encoder, os.path.join(output_dir, "keras_hub"), overwrite=True)
 
 
 def _last_loss(history_path):
@@ -322,5 +334,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
+    hide_cuda_probe_error()
     restart_with_heap_kept()
     sys.exit(main())

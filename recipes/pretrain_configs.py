@@ -66,14 +66,13 @@ class PretrainConfig:
 def digits():
     """The embedded default: scikit-learn's 8x8 digits (1,500 train images) at 32 px.
 
-    Command: `KERAS_BACKEND=tensorflow python recipes/pretrain.py --config digits
+    Command: `KERAS_BACKEND=tensorflow .venv/bin/python recipes/pretrain.py --config digits
     --output-dir runs/digits`
     Time: 3 min 51 s in all (218 s of training, 690 steps) measured on a
     2-core CPU that other jobs shared (load ~4), TensorFlow backend with XLA.
     Result: norm_pix masked-patch loss 1.66 in epoch 1, 0.49 in epoch 30
-    (predicting zeros scores 1.0); a linear probe on the class token reaches
-    91.9% top-1 on the 297 test digits against 83.5% for the same encoder
-    untrained (`recipes/linear_probe.py --config digits`).
+    (predicting zeros scores 1.0); its linear probe and fine-tuning against
+    the untrained encoder: the `digits` configs of `recipes/classify_configs.py`.
     """
     return PretrainConfig(
         model="mae_vit_tiny_patch4",
@@ -87,7 +86,7 @@ def digits():
 def cifar10():
     """CIFAR-10 at 32 px with the tiny ViT (patch 4, 192 wide, 12 blocks), 200 epochs: GPU-sized.
 
-    Command: `python recipes/pretrain.py --config cifar10 --dataset tfds:cifar10
+    Command: `.venv/bin/python recipes/pretrain.py --config cifar10 --dataset tfds:cifar10
     --output-dir runs/cifar10` (or `--dataset ../shared/data/cifar10_train_0.npz,...`).
     Time: not measured on a GPU. The same model on a 2-core CPU (TensorFlow,
     XLA) trained 40,000 images in 213-254 s an epoch in the `cifar10_cpu`
@@ -104,7 +103,7 @@ def cifar10():
 def cifar10_cpu():
     """CIFAR-10 on a 2-core CPU in under 90 minutes: the tiny ViT (patch 4, 192 wide, 12 blocks), 20 epochs.
 
-    Command: `python recipes/pretrain.py --config cifar10_cpu --dataset
+    Command: `.venv/bin/python recipes/pretrain.py --config cifar10_cpu --dataset
     ../shared/data/cifar10_train_0.npz,../shared/data/cifar10_train_1.npz
     --output-dir runs/cifar10_cpu` (40,000 images, 156 steps of 256 per epoch,
     3,120 steps; default TensorFlow backend with XLA).
@@ -135,7 +134,7 @@ def cifar10_cpu():
 def tiny_imagenet():
     """Tiny-ImageNet-sized (64 px, 200 classes) with the small ViT (patch 8, 384 wide).
 
-    Command: `python recipes/pretrain.py --config tiny_imagenet --dataset DIR/train
+    Command: `.venv/bin/python recipes/pretrain.py --config tiny_imagenet --dataset DIR/train
     --output-dir runs/tiny_imagenet` (a folder per class).
     Time: GPU-sized; not measured yet.
     Result: not measured yet.
@@ -158,7 +157,7 @@ def _paper(model, epochs=800):
 def paper_vit_base():
     """The paper's ViT-B/16: 800 epochs (1600 with `--epochs 1600`), batch 4096, blr 1.5e-4.
 
-    Command: `python recipes/pretrain.py --config paper_vit_base --data-dir DIR
+    Command: `.venv/bin/python recipes/pretrain.py --config paper_vit_base --data-dir DIR
     --output-dir runs/vit_base` (ImageNet-1k prepared for tfds in DIR).
     Time: GPU/TPU-sized; not run here.
     Result (paper): 83.6% fine-tuned top-1 (1600 epochs), 68.0% linear probe.

@@ -5,11 +5,17 @@ each epoch's data from `(epoch, step in epoch)`, saving a checkpoint every N
 steps and at each epoch end (`keras_mae.checkpoint`). On SIGTERM (how
 preemptible machines, TPU maintenance and batch schedulers stop a job) the
 step in progress finishes, a checkpoint is written and `Preempted` is raised;
-the same command then continues from that step. The recipes import from here
-and never from each other.
+the same command then continues from that step. `history_logger`,
+`tensorboard` and `after_progress_bar` keep the outputs in step with Keras'
+progress bar: epochs numbered as it shows them ("Epoch 1/20" is epoch 1),
+lines logged below its epoch line. The recipes import from here and never
+from each other.
 """
 
 import contextlib
+import csv
+import io
+import os
 import signal
 import sys
 import threading
@@ -119,3 +125,95 @@ def fit_epochs(model, epoch_dataset, *, epochs, steps_per_epoch, start_step, che
             if flag["received"]:  # also when it came during an epoch's end
                 raise Preempted(saver.global_step, total, saver.save())
             start_step = (epoch + 1) * steps_per_epoch
+
+
+def write_history_row(path, epoch, values):
+    """Puts the row of `epoch` into the CSV file `path` (a run's `history.csv`), through a rename.
+
+    Epochs are numbered as Keras' progress bar shows them: "Epoch 1/20" is
+    row 1, and row 0 holds what is measured before training. The columns are
+    `epoch` and every name any row has, sorted; a cell is empty where its row
+    has no value (a kNN accuracy on the epochs it does not run). A row of the
+    same epoch is replaced (an epoch finished again after a resume).
+
+    Args:
+        path: the CSV file; created when missing.
+        epoch: int, the row's epoch (0: before training).
+        values: dict name -> number.
+    """
+    from keras_mae import files
+
+    rows = {}
+    if os.path.exists(path):
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                number = int(row.pop("epoch"))
+                rows[number] = {k: v for k, v in row.items() if v not in ("", None)}
+    rows[epoch] = {name: _cell(value) for name, value in values.items()}
+    text = io.StringIO()
+    writer = csv.DictWriter(text, ["epoch", *sorted({k for row in rows.values() for k in row})],
+                            lineterminator="\n")
+    writer.writeheader()
+    for number in sorted(rows):
+        writer.writerow({"epoch": number, **rows[number]})
+    files.write_text(path, text.getvalue())
+
+
+def _cell(value):
+    try:
+        return str(float(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def history_logger(path):
+    """A callback writing each epoch's logs as its row of `path` (`write_history_row`)."""
+    import keras
+
+    class HistoryLogger(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            write_history_row(path, epoch + 1, logs or {})
+
+    return HistoryLogger()
+
+
+def tensorboard(log_dir):
+    """Keras' `TensorBoard` callback with epochs numbered from 1, as the progress bar and `history.csv`."""
+    import keras
+
+    class TensorBoard(keras.callbacks.TensorBoard):
+        def on_epoch_end(self, epoch, logs=None):
+            super().on_epoch_end(epoch + 1, logs)
+
+    return TensorBoard(log_dir)
+
+
+def after_progress_bar(log):
+    """A callback that logs the lines it is called with once Keras' progress bar has ended its line.
+
+    A line logged while an epoch ends (an evaluation) would land inside the
+    progress bar on a terminal, or before the epoch's summary line in a log
+    file. Called with a line, the callback holds it until the next epoch
+    begins or training ends, then passes it to `log`.
+    """
+    import keras
+
+    class AfterProgressBar(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.lines = []
+
+        def __call__(self, line):
+            self.lines.append(line)
+
+        def flush(self):
+            while self.lines:
+                log(self.lines.pop(0))
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.flush()
+
+        def on_train_end(self, logs=None):
+            self.flush()
+
+    return AfterProgressBar()

@@ -158,10 +158,10 @@ def test_random_erasing_is_timms_pixel_mode():
 
 def test_rand_augment_geometric_fill_is_timms_mean_colour():
     """timm's create_transform(..., mean=IMAGENET_DEFAULT_MEAN): fillcolor round(255 * mean)."""
-    from keras_mae.data import mix
+    from keras_mae.data.randaugment import apply_op
 
     image = tf.fill([16, 16, 3], 200.0)
-    moved = mix.apply_op("translate_x", image, 1.0, 1.0).numpy()
+    moved = apply_op("translate_x", image, 1.0, 1.0).numpy()
     # a shift of 0.45 x 16 = 7.2 columns: 7 columns of fill on one side, 8 of image on the other
     if moved[0, 0, 0] == 200.0:
         moved = moved[:, ::-1]

@@ -1,7 +1,4 @@
-"""One `ViTEncoder` object shared by the tasks: nesting, serialisation, copies, old files."""
-
-import json
-import os
+"""One `ViTEncoder` object shared by the tasks: nesting, serialisation, copies."""
 
 import keras
 import numpy as np
@@ -9,10 +6,8 @@ import pytest
 from conftest import random_images, random_noise, tiny_mae, to_numpy
 
 import keras_mae
-from keras_mae import checkpoint
 from keras_mae.models import MaskedAutoencoder, ViTClassifier, ViTEncoder
 
-DATA = os.path.join(os.path.dirname(__file__), "data")
 ARCH = dict(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4, seed=0)
 DECODER = dict(decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2)
 
@@ -94,37 +89,6 @@ def test_bad_encoder_and_dtype_are_named():
         MaskedAutoencoder(64)
     with pytest.raises(ValueError, match="policy 'mixed_float16' differs from its encoder's 'float32'"):
         MaskedAutoencoder(ViTEncoder(**ARCH), **DECODER, dtype="mixed_float16")
-
-
-def test_files_saved_with_flat_encoder_arguments_still_load():
-    """`.keras` files of the earlier layout (encoder fields beside the decoder's)."""
-    expected = np.load(os.path.join(DATA, "outputs_v0.npz"))
-    mae = keras.saving.load_model(os.path.join(DATA, "mae_v0.keras"))
-    assert (mae.encoder.hidden_dim, mae.encoder.seed, mae.mask_ratio) == (16, 3, 0.5)
-    assert mae.norm_pix_loss and mae.decoder_hidden_dim == 8
-    pred = to_numpy(mae(expected["x"], noise=expected["noise"])["pred"])
-    np.testing.assert_allclose(pred, expected["pred"], rtol=1e-5, atol=1e-5)
-    classifier = keras.saving.load_model(os.path.join(DATA, "classifier_v0.keras"))
-    assert classifier.pooling == "avg" and classifier.head_batch_norm
-    np.testing.assert_allclose(to_numpy(classifier(expected["x"])), expected["logits"],
-                               rtol=1e-5, atol=1e-5)
-
-
-def test_checkpoint_of_the_flat_layout_resumes_and_a_wrong_one_is_named(tmp_path):
-    model = tiny_mae()
-    checkpoint.save_checkpoint(str(tmp_path), model, 3, 0, 3)
-    folder = checkpoint.latest_checkpoint(str(tmp_path))
-    state_path = os.path.join(folder, checkpoint.STATE)
-    with open(state_path) as f:
-        state = json.load(f)
-    assert state["model_config"]["encoder.hidden_dim"] == 32
-    # a checkpoint written with flat encoder fields
-    flat = {k.split(".", 1)[-1]: v for k, v in state["model_config"].items()}
-    with open(state_path, "w") as f:
-        json.dump({**state, "model_config": flat}, f)
-    assert checkpoint.restore_checkpoint(folder, tiny_mae())["global_step"] == 3
-    with pytest.raises(ValueError, match=r"encoder.hidden_dim: checkpoint 32 vs model 64"):
-        checkpoint.restore_checkpoint(folder, tiny_mae(hidden_dim=64))
 
 
 def test_official_layout_does_not_depend_on_the_encoder_name_or_build_place():

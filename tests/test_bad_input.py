@@ -123,11 +123,11 @@ CASES = [
     ("compile_with_a_loss", lambda t: tiny_mae().compile(optimizer="adam", loss="mse"),
      ValueError, r"loss='mse'"),
     ("missing_npz_file", lambda t: load_source(str(t / "absent.npz")),
-     ValueError, r"path not found: '.*absent\.npz'"),
+     ValueError, r"names no data: no such file or folder\. A source is 'digits'.*source='.*absent\.npz'"),
     ("missing_folder", lambda t: load_source(str(t / "absent") + "/"),
-     ValueError, r"path not found: '.*absent/'"),
+     ValueError, r"no such file or folder\..*source='.*absent/'"),
     ("unknown_dataset_name", lambda t: load_source("not_a_dataset_name"),
-     ValueError, r"unknown source 'not_a_dataset_name'"),
+     ValueError, r"not a registered TFDS name\..*source='not_a_dataset_name'"),
     ("empty_directory", empty_directory, ValueError, r"directory '.*' contains no images"),
     ("unreadable_image_file", unreadable_image,
      tf.errors.InvalidArgumentError, r"cannot decode image file.*broken\.jpg"),
@@ -161,3 +161,15 @@ def test_pixel_check_leaves_valid_images_and_tensors_alone():
     # a backend tensor holding 0-255 values is not checked (no host sync)
     raw = keras.ops.convert_to_tensor(random_images(2) * 255.0)
     assert tuple(model(raw)["pred"].shape) == (2, 16, 192)
+
+
+def test_the_encoder_and_the_classifier_check_pixels_as_the_mae_does():
+    model = tiny_mae(depth=1)
+    classifier = keras_mae.models.ViTClassifier(model.encoder, num_classes=3)
+    raw = random_images(2) * 255.0
+    for call in (model.encoder, classifier, lambda x: classifier(images=x)):
+        with pytest.raises(ValueError, match="unnormalised"):
+            call(raw)
+    mean = np.asarray(keras_mae.ops.IMAGENET_MEAN, "float32")
+    std = np.asarray(keras_mae.ops.IMAGENET_STD, "float32")
+    assert tuple(classifier((random_images(2) - mean) / std).shape) == (2, 3)

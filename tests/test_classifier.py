@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from conftest import random_images, to_numpy
 
-from keras_mae.pos_embed import interpolate_pos_embed
+from keras_mae.ops import interpolate_pos_embed
 from keras_mae.models import ViTEncoder
 from keras_mae.models.classifier import ViTClassifier
 from keras_mae.optimizers import LayerDecayAdamW

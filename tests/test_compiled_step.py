@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_mae.models import torch_step
+import keras_mae
 from conftest import random_images, tiny_mae
 
 
@@ -43,4 +43,4 @@ def test_stochastic_depth_keeps_the_keras_step():
     model = tiny_mae(drop_path_rate=0.1)
     model.compile(optimizer="adamw", jit_compile=True)
     assert getattr(model.make_train_function(), "compiled_forward", None) is None
-    assert not torch_step.supports_compiled_step(model)
+    assert not keras_mae.config.torch_compiled_step(model)

@@ -376,14 +376,14 @@ def test_bad_directories_and_splits(tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(image_size=0), "image_size must be a positive int, got 0"),
-    (dict(image_size=8.0), "image_size must be a positive int, got 8.0"),
-    (dict(batch_size=-2), "batch_size must be a positive int, got -2"),
-    (dict(batch_size=True), "batch_size must be a positive int, got True"),
+    (dict(image_size=0), "image_size must be a positive int. Received: image_size=0"),
+    (dict(image_size=8.0), "image_size must be a positive int. Received: image_size=8.0"),
+    (dict(batch_size=-2), "batch_size must be a positive int. Received: batch_size=-2"),
+    (dict(batch_size=True), "batch_size must be a positive int. Received: batch_size=True"),
     (dict(batch_size=64), "batch_size=64 exceeds the 8 examples"),
-    (dict(seed="1"), "seed must be an int, got '1'"),
-    (dict(shuffle_buffer=-1), "shuffle_buffer must be an int >= 0, got -1"),
-    (dict(num_channels=2), "num_channels must be 1 or 3, got 2"),
+    (dict(seed="1"), "seed must be an int. Received: seed='1'"),
+    (dict(shuffle_buffer=-1), "shuffle_buffer must be an int >= 0. Received: shuffle_buffer=-1"),
+    (dict(num_channels=2), "num_channels must be 1 or 3. Received: num_channels=2"),
     (dict(crop_scale=(0.5, 1.5)), r"\(0.5, 1.5\)"),
     (dict(mean=(0.5, 0.5)), r"\(0.5, 0.5\)"),
 ])
@@ -396,7 +396,7 @@ def test_bad_pipeline_arguments_raise(kwargs, message):
 
 def test_bad_labeled_arguments_raise():
     xy = (_images(8), np.arange(8))
-    with pytest.raises(ValueError, match="training must be a bool, got 'yes'"):
+    with pytest.raises(ValueError, match="training must be a bool. Received: training='yes'"):
         labeled_dataset(xy, 8, 4, training="yes")
     with pytest.raises(ValueError, match="crop_pct must be a number in"):
         labeled_dataset(xy, 8, 4, training=False, crop_pct=1.5)
@@ -444,7 +444,8 @@ def test_extra_augment_takes_keras_and_keras_cv_layers(pipeline):
     np.testing.assert_allclose(grey[..., 0], grey[..., 2], atol=1e-3)
     plain = _denormalised(first(build(None)))
     assert np.abs(plain[..., 0] - plain[..., 2]).max() > 1.0
-    with pytest.raises(ValueError, match="extra_augment must be a Keras layer or a callable, got 3"):
+    with pytest.raises(ValueError, match="extra_augment must be a Keras layer or a callable. "
+                                         "Received: extra_augment=3"):
         build(3)
 
 

@@ -55,7 +55,7 @@ def test_finetune_end_to_end(data, tmp_path, capsys):
                            keras.ops.convert_to_numpy(encoder.position_embedding.table))
     assert not encoder.position_embedding.table.trainable  # pretraining keeps it fixed
     rows = open(out / "history.csv").read().strip().splitlines()
-    assert len(rows) == 2  # header + 1 epoch
+    assert len(rows) == 2 and rows[1].startswith("1,")  # header + epoch 1, as "Epoch 1/1" and evaluations.json
 
 
 def test_other_resolution_and_cls_pooling_without_augmentation(data, tmp_path, capsys):
@@ -78,6 +78,8 @@ def test_other_resolution_and_cls_pooling_without_augmentation(data, tmp_path, c
         (["--encoder", "/no/such/encoder.keras"], "/no/such/encoder.keras"),
         (["--from-official", "/no/such/mae.pth"], "/no/such/mae.pth"),
         (["--dataset", "UNLABELLED"], "has no labels"),
+        (["--eval-dataset", "/no/such/eval"],
+         "--eval-dataset: no such file or folder. --eval-dataset takes digits"),
         (["--layer-decay", "1.5"], "--layer-decay must be in (0, 1]"),
         (["--mixup-switch-prob", "2"], "--mixup-switch-prob must be in [0, 1]"),
         (["--batch-size", "64"], "fewer than --batch-size 64"),
@@ -88,8 +90,7 @@ def test_bad_input_fails_before_compute(data, tmp_path, capsys, extra, match):
     extra = [data["unlabelled"] if e == "UNLABELLED" else e for e in extra]
     assert finetune.main(args(data, tmp_path / "run", *extra)) == 2
     assert match in capsys.readouterr().err
-    assert not (tmp_path / "run" / "metrics.json").exists()
-    assert not (tmp_path / "run" / "config.json").exists()
+    assert not (tmp_path / "run").exists()   # nothing written: no folder left behind
 
 
 def test_evaluation_crop_follows_the_official_rule_by_size():

@@ -44,6 +44,9 @@ def test_restart_adds_the_heap_settings_on_jax_only(fake_execve, monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "8")  # the user's own setting is kept
     restart_with_heap_kept()
     monkeypatch.delenv("MALLOC_ARENA_MAX")
+    monkeypatch.setenv("KERAS_MAE_KEEP_HEAP", "off")  # the switchboard's variable
+    restart_with_heap_kept()
+    monkeypatch.delenv("KERAS_MAE_KEEP_HEAP")
     monkeypatch.setattr(common.sys, "argv", ["-c"])  # not started as a script
     restart_with_heap_kept()
     assert len(fake_execve) == 1

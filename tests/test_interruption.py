@@ -10,6 +10,7 @@ and the final checkpoints (and metrics) are compared.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,18 +110,24 @@ def assert_same_end(straight, resumed, total):
 
 @pytest.fixture(scope="module")
 def straight_runs(tmp_path_factory):
-    """Each recipe's uninterrupted run, made once for the tests that compare with it."""
-    folder, made = tmp_path_factory.mktemp("straight"), {}
+    """Each recipe's uninterrupted run, made once for the tests that compare with it.
+
+    Started as a user starts it (TensorFlow's log level unset); what it
+    printed is kept in `get.printed[recipe]`.
+    """
+    folder, made, printed = tmp_path_factory.mktemp("straight"), {}, {}
+    env = {name: value for name, value in environment().items() if name != "TF_CPP_MIN_LOG_LEVEL"}
 
     def get(recipe, files):
         if recipe not in made:
             out = str(folder / recipe)
-            run = subprocess.run(command(recipe, files, out), env=environment(),
+            run = subprocess.run(command(recipe, files, out), env=env,
                                  capture_output=True, text=True, timeout=600)
             assert run.returncode == 0, run.stderr[-2000:]
-            made[recipe] = out
+            made[recipe], printed[recipe] = out, run.stdout + run.stderr
         return made[recipe]
 
+    get.printed = printed
     return get
 
 
@@ -161,3 +168,21 @@ def test_sigterm_writes_a_checkpoint_exits_143_and_the_same_command_continues(
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"(step {step} of 9)" in resumed.stdout
     assert_same_end(straight, stopped, 9)
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "finetune", "linear_probe"])
+def test_uninterrupted_runs_log_no_error_or_warning_line_of_ours(recipe, files, straight_runs):
+    """The straight runs above, read for their logs (no run of their own)."""
+    straight_runs(recipe, files)
+    printed = straight_runs.printed[recipe]
+    # TensorFlow's CUDA probe on a machine without a driver: "E0000 ... failed call to cuInit"
+    assert "cuInit" not in printed, printed[-3000:]
+    # Python warnings, e.g. Keras' "UserWarning: `shuffle=True` was passed, but will be ignored"
+    lines = printed.splitlines()
+    warned = [line for line in lines if re.search(r"\w+Warning: ", line)]
+    assert not warned, warned
+    # an evaluation's line comes once Keras' progress bar has ended the epoch's line
+    evaluations = [i for i, line in enumerate(lines) if line.startswith("  eval ")]
+    assert len(evaluations) == (0 if recipe == "pretrain" else 3)
+    for i in evaluations:
+        assert re.match(r"\d+/\d+ - .*loss: ", lines[i - 1]), lines[i - 2:i + 1]

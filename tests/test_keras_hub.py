@@ -17,7 +17,7 @@ from keras_mae.models import ViTEncoder
 
 keras_hub = pytest.importorskip("keras_hub")
 
-from keras_mae.convert import from_keras_hub, save_encoder_preset, to_keras_hub  # noqa: E402
+from keras_mae.convert import from_keras_hub, save_keras_hub_preset, to_keras_hub  # noqa: E402
 
 TOLERANCE = 1e-5
 PRESET_TOLERANCE = 1e-6
@@ -264,9 +264,9 @@ def test_preset_round_trip_and_fit(tmp_path):
     assert moved == 1.0
 
 
-def test_save_encoder_preset(tmp_path):
+def test_save_keras_hub_preset(tmp_path):
     encoder = random_encoder()
-    save_encoder_preset(encoder, str(tmp_path))
+    save_keras_hub_preset(encoder, str(tmp_path))
     classifier = keras_hub.models.ViTImageClassifier.from_preset(str(tmp_path), num_classes=3)
     pixels = np.random.RandomState(0).randint(0, 256, (4, 32, 32, 3)).astype("float32")
     normalised = ((pixels / 255.0 - np.array(mae_ops.IMAGENET_MEAN))
@@ -280,8 +280,8 @@ def test_save_encoder_preset(tmp_path):
     assert moved == 1.0
     # a second encoder does not replace the preset unless asked to
     with pytest.raises(ValueError, match="is not empty; pass overwrite=True"):
-        save_encoder_preset(encoder, str(tmp_path))
-    save_encoder_preset(encoder, str(tmp_path), overwrite=True)
+        save_keras_hub_preset(encoder, str(tmp_path))
+    save_keras_hub_preset(encoder, str(tmp_path), overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "config.json", "image_converter.json", "metadata.json", "model.weights.h5",
         "preprocessor.json"]
@@ -295,7 +295,7 @@ def test_save_encoder_preset(tmp_path):
         (dict(std=(0.2, 0.0, 0.2)), r"std=\(0.2, 0.0, 0.2\)"),
     ],
 )
-def test_save_encoder_preset_bad_arguments(tmp_path, kwargs, message):
+def test_save_keras_hub_preset_bad_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        save_encoder_preset(random_encoder(), str(tmp_path), **kwargs)
+        save_keras_hub_preset(random_encoder(), str(tmp_path), **kwargs)
     assert not list(tmp_path.iterdir())

@@ -2,6 +2,8 @@
 
 import csv
 import math
+import os
+import re
 
 import keras
 import numpy as np
@@ -91,7 +93,7 @@ def test_monitor_scores_known_neighbours():
     np.testing.assert_allclose(features, x_query[:3].reshape(3, -1, 3).mean(1), rtol=1e-5)
 
 
-def test_monitor_writes_the_logs_every_n_epochs(tmp_path):
+def test_monitor_writes_the_logs_only_on_the_epochs_it_runs():
     import keras_mae
 
     model = keras_mae.models.build("mae_vit_tiny_patch4", hidden_dim=16, depth=1, num_heads=2,
@@ -102,16 +104,16 @@ def test_monitor_writes_the_logs_every_n_epochs(tmp_path):
     x = rng.randn(16, 32, 32, 3).astype("float32")
     y = rng.randint(0, 3, 16)
     monitor = callbacks.KNNMonitor(x[:12], y[:12], x[12:], y[12:], every_n_epochs=2, k=5)
-    path = tmp_path / "history.csv"
-    history = model.fit(x, batch_size=8, epochs=4, verbose=0,
-                        callbacks=[monitor, keras.callbacks.CSVLogger(str(path))])
-    values = history.history["knn_top1"]
-    assert [math.isnan(v) for v in values] == [True, False, True, False]
+    seen = []   # what the callbacks after the monitor read, epoch by epoch
+    reader = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(logs.get("knn_top1")))
+    history = model.fit(x, batch_size=8, epochs=4, verbose=0, callbacks=[monitor, reader])
     assert [e for e, _, _ in monitor.history] == [2, 4]
+    # no value (not NaN) on the epochs it does not run, as Keras' val_ metrics under validation_freq
+    assert seen == [None, monitor.history[0][1], None, monitor.history[1][1]]
+    assert history.history["knn_top1"] == [monitor.history[0][1], monitor.history[1][1]]
     # the value logged after the last epoch is that of the final encoder
-    assert values[3] == monitor.evaluate() == monitor.history[-1][1]
-    rows = list(csv.DictReader(open(path)))
-    assert [r["knn_top1"] == "nan" for r in rows] == [True, False, True, False]
+    assert seen[3] == monitor.evaluate()
     with pytest.raises(ValueError, match="every_n_epochs"):
         callbacks.KNNMonitor(x, y, x, y, every_n_epochs=0)
     with pytest.raises(ValueError, match="3 images, 2 labels"):
@@ -128,27 +130,39 @@ def test_slice_source_keeps_order_and_checks_range():
         slice_source(source, 1499, 2)
 
 
-def test_recipe_reports_knn_before_and_during_training(tmp_path):
+def test_recipe_reports_knn_before_and_on_the_epochs_it_runs(tmp_path, capsys):
     rng = np.random.RandomState(0)
     path = tmp_path / "colours.npz"
     labels = rng.randint(0, 4, 60)
     images = np.clip(_colour_images(labels, 2) * 0.5 + 0.25, 0, 1)
     np.savez(path, x=np.repeat(np.repeat(images, 8, 1), 8, 2), y=labels)
-    lines = []
     overrides = '{"hidden_dim": 16, "depth": 1, "num_heads": 2, "decoder_hidden_dim": 8, ' \
                 '"decoder_depth": 1, "decoder_num_heads": 2, "patch_size": 8}'
     argv = ["--config", "digits", "--dataset", str(path), "--model-overrides", overrides,
-            "--batch-size", "20", "--epochs", "2", "--knn-every-epochs", "1",
+            "--batch-size", "20", "--epochs", "2", "--knn-every-epochs", "2",
+            "--reconstruction-every-epochs", "1", "--jit-compile", "false",
             "--knn-reference", "40", "--knn-queries", "12", "--output-dir", str(tmp_path / "run")]
     config = pretrain.resolve_config(pretrain.build_parser().parse_args(argv))
-    pretrain.run(config, str(tmp_path / "run"), log=lines.append)
-    knn_lines = [line for line in lines if line.startswith("  knn")]
-    assert "40 reference" in knn_lines[0] and "12 queries" in knn_lines[0]
-    assert "[48:60]" in knn_lines[0]
-    assert "before training" in knn_lines[1]
-    assert "after epoch 1" in knn_lines[2] and "after epoch 2" in knn_lines[3]
+    pretrain.run(config, str(tmp_path / "run"))   # logs to stdout, with Keras' progress lines
+    lines = capsys.readouterr().out.splitlines()
+    knn = [i for i, line in enumerate(lines) if line.startswith("  knn")]
+    assert "40 reference" in lines[knn[0]] and "12 queries" in lines[knn[0]]
+    assert "[48:60]" in lines[knn[0]]
+    assert [lines[i].split(" (")[0].split(maxsplit=3)[3] for i in knn[1:]] == [
+        "before training", "after epoch 2"]   # nothing on epoch 1
+    # once Keras' progress bar has ended epoch 2's line, not inside it
+    assert lines[knn[2] - 2] == "Epoch 2/2", lines[knn[2] - 2:knn[2] + 1]
+    assert re.match(r"3/3 - .*loss: ", lines[knn[2] - 1]), lines[knn[2] - 2:knn[2] + 1]
+    # history.csv numbers epochs as the progress bar and the reconstructions do (row 0:
+    # before training, as epoch_0000.png); the accuracy only where it ran, no NaN
     rows = list(csv.DictReader(open(tmp_path / "run" / "history.csv")))
-    assert all(0.0 <= float(r["knn_top1"]) <= 1.0 for r in rows)
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert [r["knn_top1"] != "" for r in rows] == [True, False, True]
+    assert [r["loss"] != "" for r in rows] == [False, True, True]
+    assert [round(float(rows[i]["knn_top1"]), 4) for i in (0, 2)] == [
+        float(lines[i].split()[2]) for i in knn[1:]]
+    assert sorted(os.listdir(tmp_path / "run" / "reconstructions")) == [
+        "epoch_0000.png", "epoch_0001.png", "epoch_0002.png"]
     off = []
     pretrain.run(pretrain.resolve_config(pretrain.build_parser().parse_args(
         argv[:-2] + ["--knn-every-epochs", "0", "--output-dir", str(tmp_path / "off")])),

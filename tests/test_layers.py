@@ -158,14 +158,14 @@ def test_attention_keeping_weights_has_the_gradient_of_explicit_attention():
 
 
 def test_attention_path_choice_and_bfloat16_output():
-    from keras_mae.layers import attention
+    from keras_mae import config
 
     x32 = keras.ops.convert_to_tensor(np.random.RandomState(1).randn(2, 9, 16).astype("float32"))
     x16 = keras.ops.cast(x32, "bfloat16")
-    torch_cpu = keras.backend.backend() == "torch"  # the suite runs on CPU
-    assert attention._explicit_is_faster(x16) == torch_cpu
-    assert not attention._explicit_is_faster(x32)
-    assert attention._keep_weights_only() == (keras.backend.backend() == "jax")
+    backend = keras.backend.backend()  # the suite runs on CPU
+    want32 = "keep_weights" if backend == "jax" else "fused"
+    assert config.attention_kernel(x32) == want32
+    assert config.attention_kernel(x16) == ("explicit" if backend == "torch" else want32)
     layer = layers.MultiHeadSelfAttention(16, 4)
     layer.build((2, 9, 16))
     mixed = layers.MultiHeadSelfAttention(16, 4, dtype="mixed_bfloat16")
@@ -196,17 +196,15 @@ def test_token_dense_equals_dense_on_every_rank():
     assert type(restored) is TokenDense and restored.units == 6
 
 
-def test_transformer_block_recomputes_norms_and_gelu_under_xla_with_the_same_training_step(monkeypatch):
+def test_transformer_block_recomputes_norms_and_gelu_under_xla_with_the_same_training_step():
     import keras_mae
-    from keras_mae.layers import transformer_block
 
     def model():
         keras.utils.set_random_seed(3)  # the same initial weights and masks
         return keras_mae.models.mae_vit_tiny_patch4(depth=2, decoder_depth=1, seed=3)
 
     recomputed = model()
-    with monkeypatch.context() as patch:
-        patch.setattr(transformer_block, "_remat", lambda mode: None)
+    with keras_mae.config.choices(remat=False):
         kept = model()  # built with nothing recomputed
     blocks = list(recomputed.encoder.blocks) + list(recomputed.decoder.blocks)
     modes = {(layer.name, getattr(layer._remat_mode, "mode", None))

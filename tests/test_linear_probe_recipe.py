@@ -128,10 +128,10 @@ def test_a_preset_folder_is_an_encoder_source(data, tmp_path):
 
 def test_a_keras_hub_preset_is_an_encoder_source(data, tmp_path):
     """`--encoder` takes a KerasHub ViT preset folder, converted back exactly."""
-    from keras_mae.convert import save_encoder_preset
+    from keras_mae.convert import save_keras_hub_preset
 
     folder = str(tmp_path / "keras_hub")
-    save_encoder_preset(keras.saving.load_model(data["encoder"]), folder)
+    save_keras_hub_preset(keras.saving.load_model(data["encoder"]), folder)
     assert linear_probe.main(args(data, tmp_path / "from_file")) == 0
     assert linear_probe.main(args(data, tmp_path / "from_hub", "--encoder", folder)) == 0
     from_file = json.load(open(tmp_path / "from_file" / "metrics.json"))

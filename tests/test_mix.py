@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_mae.data import mix
+from keras_mae.data.erasing import random_erasing
+from keras_mae.data.finetune_pipeline import finetune_dataset
+from keras_mae.data.mixing import mixup_cutmix, one_hot_smoothed
+from keras_mae.data.randaugment import RAND_AUGMENT_OPS, apply_op, rand_augment
 
 
 def seed(a, b=0):
@@ -19,20 +22,20 @@ def labelled_batch(n=6, size=16, classes=5):
 
 
 def test_one_hot_smoothed_rows_sum_to_one():
-    y = mix.one_hot_smoothed(tf.constant([0, 2]), 4, smoothing=0.1).numpy()
+    y = one_hot_smoothed(tf.constant([0, 2]), 4, smoothing=0.1).numpy()
     np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(y[0], [0.925, 0.025, 0.025, 0.025], rtol=1e-6)
 
 
 def test_mixup_mixes_images_and_targets_with_one_coefficient():
     images, labels = labelled_batch()
-    x, y, lam = mix.mixup_cutmix(images, labels, 5, seed(3), mixup_alpha=0.8, cutmix_alpha=0.0,
-                                 smoothing=0.1)
+    x, y, lam = mixup_cutmix(images, labels, 5, seed(3), mixup_alpha=0.8, cutmix_alpha=0.0,
+                             smoothing=0.1)
     lam = float(lam)
     assert 0.0 <= lam <= 1.0
     np.testing.assert_allclose(x.numpy(), lam * images.numpy() + (1 - lam) * images.numpy()[::-1],
                                rtol=1e-5, atol=1e-6)
-    smooth = mix.one_hot_smoothed(labels, 5, 0.1).numpy()
+    smooth = one_hot_smoothed(labels, 5, 0.1).numpy()
     np.testing.assert_allclose(y.numpy(), lam * smooth + (1 - lam) * smooth[::-1], rtol=1e-5)
     np.testing.assert_allclose(y.numpy().sum(1), 1.0, rtol=1e-5)
 
@@ -40,8 +43,8 @@ def test_mixup_mixes_images_and_targets_with_one_coefficient():
 def test_cutmix_lambda_is_the_kept_area():
     images, labels = labelled_batch()
     for s in range(5):
-        x, y, lam = mix.mixup_cutmix(images, labels, 5, seed(s), mixup_alpha=0.0,
-                                     cutmix_alpha=1.0, smoothing=0.0)
+        x, y, lam = mixup_cutmix(images, labels, 5, seed(s), mixup_alpha=0.0,
+                                 cutmix_alpha=1.0, smoothing=0.0)
         pasted = np.any(x.numpy() != images.numpy(), axis=(0, 3))  # (H, W) where the box is
         flipped_differs = np.any(images.numpy() != images.numpy()[::-1], axis=(0, 3))
         assert np.all(flipped_differs)
@@ -55,18 +58,18 @@ def test_cutmix_lambda_is_the_kept_area():
 
 def test_switch_and_determinism():
     images, labels = labelled_batch()
-    first = mix.mixup_cutmix(images, labels, 5, seed(7))
-    again = mix.mixup_cutmix(images, labels, 5, seed(7))
+    first = mixup_cutmix(images, labels, 5, seed(7))
+    again = mixup_cutmix(images, labels, 5, seed(7))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
-    other = mix.mixup_cutmix(images, labels, 5, seed(8))
+    other = mixup_cutmix(images, labels, 5, seed(8))
     assert float(other[2]) != float(first[2])
     # switch_prob 1 -> always cutmix: pixels are either kept or pasted, never blended
-    x, _, _ = mix.mixup_cutmix(images, labels, 5, seed(1), switch_prob=1.0)
+    x, _, _ = mixup_cutmix(images, labels, 5, seed(1), switch_prob=1.0)
     same = np.isclose(x.numpy(), images.numpy()) | np.isclose(x.numpy(), images.numpy()[::-1])
     assert same.all()
     # prob 0 -> untouched images, smoothed targets
-    x, y, lam = mix.mixup_cutmix(images, labels, 5, seed(1), prob=0.0)
+    x, y, lam = mixup_cutmix(images, labels, 5, seed(1), prob=0.0)
     np.testing.assert_array_equal(x.numpy(), images.numpy())
     assert float(lam) == 1.0
 
@@ -75,11 +78,11 @@ def test_random_erasing_area_and_determinism():
     image = tf.fill([20, 20, 3], 5.0)
     erased_any = False
     for s in range(20):
-        out = mix.random_erasing(image, seed(s), prob=1.0).numpy()
+        out = random_erasing(image, seed(s), prob=1.0).numpy()
         changed = np.any(out != 5.0, axis=-1)
         assert changed.sum() <= math.ceil(20 * 20 / 3) + 20  # max area, rounding of sides
         erased_any |= bool(changed.any())
-        again = mix.random_erasing(image, seed(s), prob=1.0).numpy()
+        again = random_erasing(image, seed(s), prob=1.0).numpy()
         np.testing.assert_array_equal(out, again)
         if changed.any():
             rows, cols = np.where(changed)
@@ -87,62 +90,51 @@ def test_random_erasing_area_and_determinism():
             assert box == changed.sum()  # one rectangle
             assert changed.sum() >= 0.02 * 400 * 0.5
     assert erased_any
-    untouched = mix.random_erasing(image, seed(0), prob=0.0).numpy()
+    untouched = random_erasing(image, seed(0), prob=0.0).numpy()
     np.testing.assert_array_equal(untouched, image.numpy())
 
 
 def test_rand_augment_every_op_and_determinism():
     rng = np.random.RandomState(1)
     image = tf.constant(rng.randint(0, 256, (12, 12, 3)).astype("float32"))
-    for name in mix.RAND_AUGMENT_OPS:
-        out = mix.apply_op(name, image, tf.constant(0.9), tf.constant(1.0))
+    for name in RAND_AUGMENT_OPS:
+        out = apply_op(name, image, tf.constant(0.9), tf.constant(1.0))
         assert out.shape == image.shape
         assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 255
-    inverted = mix.apply_op("invert", image, tf.constant(0.5), tf.constant(1.0))
+    inverted = apply_op("invert", image, tf.constant(0.5), tf.constant(1.0))
     np.testing.assert_allclose(inverted.numpy(), 255 - image.numpy())
-    a = mix.rand_augment(image, seed(4)).numpy()
-    b = mix.rand_augment(image, seed(4)).numpy()
+    a = rand_augment(image, seed(4)).numpy()
+    b = rand_augment(image, seed(4)).numpy()
     np.testing.assert_array_equal(a, b)
-    outs = [mix.rand_augment(image, seed(s), prob=1.0).numpy() for s in range(4)]
+    outs = [rand_augment(image, seed(s), prob=1.0).numpy() for s in range(4)]
     assert any(not np.array_equal(outs[0], o) for o in outs[1:])
-    np.testing.assert_array_equal(mix.rand_augment(image, seed(4), num_ops=0).numpy(),
+    np.testing.assert_array_equal(rand_augment(image, seed(4), num_ops=0).numpy(),
                                   image.numpy())
 
 
 def test_rand_augment_ops_are_selected_by_name():
     from keras_mae.data import randaugment
 
-    assert mix.RAND_AUGMENT_OPS == tuple(randaugment._OPS)
-    assert len(set(mix.RAND_AUGMENT_OPS)) == 15
+    assert RAND_AUGMENT_OPS == tuple(randaugment._OPS)
+    assert len(set(RAND_AUGMENT_OPS)) == 15
     grey = tf.constant(np.random.RandomState(2).randint(0, 256, (10, 14, 1)).astype("float32"))
-    for index, name in enumerate(mix.RAND_AUGMENT_OPS):
+    for index, name in enumerate(RAND_AUGMENT_OPS):
         for image in (grey, tf.tile(grey, [1, 1, 3])):
-            by_name = mix.apply_op(name, image, 0.8, -1.0).numpy()
+            by_name = apply_op(name, image, 0.8, -1.0).numpy()
             # the index a sampled op carries
             by_index = randaugment._apply_indexed(tf.constant(index), image, tf.constant(0.8),
                                                   tf.constant(-1.0)).numpy()
             np.testing.assert_array_equal(by_name, by_index)
             assert by_name.shape == image.shape
     with pytest.raises(ValueError, match="unknown"):
-        mix.apply_op("Rotate", grey, 0.5)
-
-
-def test_mix_re_exports_the_split_modules():
-    from keras_mae.data import erasing, finetune_pipeline, mixing, randaugment
-
-    assert mix.rand_augment is randaugment.rand_augment
-    assert mix.random_erasing is erasing.random_erasing
-    assert mix.mixup_cutmix is mixing.mixup_cutmix
-    assert mix.cutmix_box is mixing.cutmix_box
-    assert mix.one_hot_smoothed is mixing.one_hot_smoothed
-    assert mix.finetune_dataset is finetune_pipeline.finetune_dataset
+        apply_op("Rotate", grey, 0.5)
 
 
 def test_finetune_dataset_is_deterministic_with_soft_targets():
     rng = np.random.RandomState(0)
     x = rng.randint(0, 256, (16, 16, 16, 3)).astype("uint8")
     y = np.arange(16) % 4
-    make = lambda: mix.finetune_dataset((x, y), 16, 8, num_classes=4, seed=3)  # noqa: E731
+    make = lambda: finetune_dataset((x, y), 16, 8, num_classes=4, seed=3)  # noqa: E731
     first = [(a.numpy(), b.numpy()) for a, b in make()]
     second = [(a.numpy(), b.numpy()) for a, b in make()]
     assert len(first) == 2
@@ -156,11 +148,11 @@ def test_finetune_dataset_is_deterministic_with_soft_targets():
 def test_bad_arguments():
     images, labels = labelled_batch()
     with pytest.raises(ValueError, match="switch_prob"):
-        mix.mixup_cutmix(images, labels, 5, seed(0), switch_prob=2.0)
+        mixup_cutmix(images, labels, 5, seed(0), switch_prob=2.0)
     with pytest.raises(ValueError, match="magnitude"):
-        mix.rand_augment(images[0], seed(0), magnitude=11)
+        rand_augment(images[0], seed(0), magnitude=11)
     with pytest.raises(ValueError, match="num_classes"):
-        mix.finetune_dataset("digits", 16, 8, num_classes=0)
+        finetune_dataset("digits", 16, 8, num_classes=0)
 
 
 def _mixed_labels(size=64, classes=64):
@@ -174,7 +166,7 @@ def _plain_mix(x, y, **kwargs):
                 mixup_alpha=0.8, cutmix_alpha=0.0, smoothing=0.0,
                 reshuffle_each_iteration=False)
     args.update(kwargs)
-    return mix.finetune_dataset((x, y), 8, **args)
+    return finetune_dataset((x, y), 8, **args)
 
 
 def test_finetune_mixes_each_group_of_32_with_its_own_draw():

@@ -71,6 +71,32 @@ def test_encoder_and_classifier_presets(tmp_path):
         np.testing.assert_array_equal(to_numpy(loaded(images)), to_numpy(model(images)))
 
 
+def test_class_methods_load_a_preset_as_the_class_asks(tmp_path):
+    """keras-hub's pattern: `Class.from_preset` on the model saved, or a task on its encoder."""
+    from keras_mae.models import Task
+
+    mae = perturbed(tiny_mae(mask_ratio=0.5))
+    directory = mae.save_to_preset(str(tmp_path / "mae"))
+    images = random_images(2)
+    same = MaskedAutoencoder.from_preset(directory, mask_ratio=0.75)
+    assert type(same) is MaskedAutoencoder and same.mask_ratio == 0.75
+    assert type(Task.from_preset(directory)) is MaskedAutoencoder
+    encoder = ViTEncoder.from_preset(directory)
+    assert type(encoder) is ViTEncoder
+    np.testing.assert_array_equal(to_numpy(encoder(images)), to_numpy(mae.encoder(images)))
+    classifier = ViTClassifier.from_preset(directory, num_classes=4, pooling="cls")
+    assert classifier.num_classes == 4 and classifier.pooling == "cls"
+    np.testing.assert_array_equal(to_numpy(classifier.encoder(images)), to_numpy(mae.encoder(images)))
+    encoder_dir = encoder.save_to_preset(str(tmp_path / "encoder"))
+    assert ViTClassifier.from_preset(encoder_dir, num_classes=2).num_classes == 2
+    with pytest.raises(ValueError, match="task class"):
+        Task.from_preset(encoder_dir)
+    with pytest.raises(ValueError, match="takes no arguments.*mask_ratio"):
+        ViTEncoder.from_preset(directory, mask_ratio=0.5)
+    with pytest.raises(ValueError, match="Unknown preset config fields.*colour"):
+        MaskedAutoencoder.from_preset(directory, colour=1)
+
+
 def test_nothing_saved_is_overwritten_by_accident(tmp_path):
     directory = str(tmp_path / "mae")
     first = perturbed(tiny_mae(), seed=0)

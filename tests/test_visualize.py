@@ -93,11 +93,16 @@ def test_reconstruction_grids_pose_the_same_masks_every_epoch(tmp_path):
     images = random_images(3)
     callback = callbacks.ReconstructionCallback(images, str(tmp_path / "a"), seed=4)
     callback.set_model(model)
+    body = visualize.TITLE_HEIGHT + (3 * 34 + 2) * 4  # above the caption, which names the epoch
+
+    def grid(path):
+        return np.asarray(Image.open(path).convert("RGB"))[:body]
+
     first, second = callback.write(1), callback.write(2)
-    assert open(first, "rb").read() == open(second, "rb").read()
+    np.testing.assert_array_equal(grid(first), grid(second))
     other = callbacks.ReconstructionCallback(images, str(tmp_path / "b"), seed=5)
     other.set_model(model)
-    assert open(other.write(1), "rb").read() != open(first, "rb").read()
+    assert not np.array_equal(grid(other.write(1)), grid(first))
 
 
 def test_non_finite_loss_is_reported_at_its_global_step():
@@ -126,3 +131,35 @@ def test_saved_grid_has_column_titles_above_the_unchanged_grid(tmp_path):
     untitled = str(tmp_path / "plain.png")
     visualize.save_png(grid, untitled)
     np.testing.assert_array_equal(np.asarray(Image.open(untitled).convert("RGB")), grid)
+
+
+def test_norm_pix_panel_shows_the_normalised_prediction_of_hidden_patches_only():
+    images = (random_images(2) - MEAN) / STD
+    noise = random_noise(2, 16)
+    plain = visualize.reconstruction_panels(PerfectModel(False), images, noise, with_prediction=True)
+    assert plain.shape[1] == 4  # a pixel model predicts pixels: nothing more to show
+    panels = visualize.reconstruction_panels(PerfectModel(True), images, noise, with_prediction=True)
+    assert panels.shape == (2, 5, 32, 32, 3)
+    target = mae_ops.unpatchify(mae_ops.norm_pix_target(mae_ops.patchify(images, 8)), 8, (4, 4), 3)
+    hidden = np.repeat(np.repeat((np.argsort(np.argsort(noise, 1), 1) >= 4).reshape(2, 4, 4), 8, 1), 8, 2)
+    want = np.where(hidden[..., None], np.clip(0.5 + to_numpy(target) / 4, 0, 1), 0.5)
+    np.testing.assert_allclose(panels[:, 4], want, atol=1e-5)
+
+
+def test_saved_grid_is_captioned_with_its_epoch_and_the_norm_pix_note(tmp_path):
+    model = tiny_mae(norm_pix_loss=True)
+    callback = callbacks.ReconstructionCallback(random_images(2), str(tmp_path))
+    callback.set_model(model)
+    first, later = callback.write(0), callback.write(3)
+    grid = visualize.reconstruction_grid(model, random_images(2), noise=random_noise(2, 16))
+    assert grid.shape[1] == 5 * 34 + 2  # the fifth column of a norm_pix model
+    saved = [np.asarray(Image.open(p).convert("RGB")) for p in (first, later)]
+    scale = 128 // 32
+    body = visualize.TITLE_HEIGHT + grid.shape[0] * scale
+    captions = [s[body:] for s in saved]
+    assert all(c.shape[0] > visualize.CAPTION_LINE and (c.min(-1) < 128).sum() > 50 for c in captions)
+    # the epoch is written: the two captions differ, and nothing else does
+    assert not np.array_equal(captions[0], captions[1])
+    np.testing.assert_array_equal(saved[0][:body], saved[1][:body])
+    plain = visualize.reconstruction_grid(tiny_mae(), random_images(2), path=str(tmp_path / "p.png"))
+    assert np.asarray(Image.open(tmp_path / "p.png")).shape[0] == visualize.TITLE_HEIGHT + plain.shape[0] * scale

@@ -2,7 +2,7 @@
 
 - `to_keras_hub`: `keras_mae.models.ViTEncoder` -> `keras_hub.models.ViTBackbone`.
 - `from_keras_hub`: `keras_hub.models.ViTBackbone` -> `ViTEncoder`.
-- `save_encoder_preset`: writes a KerasHub preset directory (backbone plus an
+- `save_keras_hub_preset`: writes a KerasHub preset directory (backbone plus an
   image preprocessor that applies the ImageNet normalisation this library's
   encoders expect), loadable with
   `keras_hub.models.ViTImageClassifier.from_preset(directory, num_classes=...)`.
@@ -11,8 +11,8 @@ Both models compute the same function: a patch projection, a class token
 prepended, a position table added (row 0 to the class token), pre-norm blocks
 (`x + attn(ln_1(x))`, `x + mlp(ln_2(x))`) and a final LayerNorm; both return
 the `(B, 1 + L, D)` tokens, class token first. Outputs agree to float32
-rounding (max |diff| at most 3e-6 measured on every backend, up to a
-224 px, width-192 model). How each weight is carried:
+rounding on every backend (`tests/test_keras_hub.py`). How each weight is
+carried:
 
 - `patch_embedding.projection`, kernel `(p * p * C, D)` <-> the Conv2D
   `patch_embedding`, kernel `(p, p, C, D)`: a reshape, since patches are
@@ -78,10 +78,10 @@ What does not carry over, and how it is handled:
   normalised (this library's convention: pixels in [0, 1] normalised with the
   ImageNet mean and std, `keras_mae.ops.IMAGENET_MEAN` / `IMAGENET_STD`). A
   KerasHub preset applies such a normalisation in its image converter, which
-  `save_encoder_preset` writes.
+  `save_keras_hub_preset` writes.
 
 A preset directory written here holds `config.json`, `model.weights.h5` and
-`metadata.json` (and, from `save_encoder_preset`, `preprocessor.json` and
+`metadata.json` (and, from `save_keras_hub_preset`, `preprocessor.json` and
 `image_converter.json`). `keras_hub.upload_preset` validates locally, before
 uploading, only that the directory exists, that `config.json` is present and
 parses as JSON, and that `model.weights.h5` (or sharded `model_*.weights.h5`)
@@ -441,7 +441,7 @@ def from_keras_hub(backbone, *, keep_position_table=False, ignore_dropout=False)
     return encoder
 
 
-def save_encoder_preset(
+def save_keras_hub_preset(
     encoder,
     directory,
     *,
@@ -472,9 +472,12 @@ def save_encoder_preset(
         directory: str, the preset directory (created if missing).
         max_pixel_value: float > 0, the value of a white pixel in the raw
             inputs (255 for 8-bit images, 1 for images already in [0, 1]).
-        mean, std: per-channel statistics of pixels in [0, 1], one per
-            encoder channel (ImageNet's by default).
-        interpolation, antialias: the converter's resizing.
+        mean: per-channel mean of pixels in [0, 1], one per encoder
+            channel (ImageNet's by default).
+        std: per-channel std of pixels in [0, 1], one per encoder channel
+            (ImageNet's by default).
+        interpolation: the converter's resizing interpolation.
+        antialias: the converter's resizing antialias.
         ignore_drop_path: as in `to_keras_hub`.
         overwrite: replace a non-empty `directory` (otherwise `ValueError`).
             The folder is written under a temporary name and renamed when
@@ -488,10 +491,10 @@ def save_encoder_preset(
     import keras_hub
     import numpy as np
     from keras_mae.models import ViTEncoder
-    from keras_mae.convert import save_encoder_preset
+    from keras_mae.convert import save_keras_hub_preset
     encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4)
     encoder.build()
-    save_encoder_preset(encoder, "/tmp/mae_vit_preset")
+    save_keras_hub_preset(encoder, "/tmp/mae_vit_preset")
     classifier = keras_hub.models.ViTImageClassifier.from_preset(
         "/tmp/mae_vit_preset", num_classes=10)
     classifier.predict(np.random.randint(0, 256, (2, 48, 48, 3)), verbose=0).shape  # (2, 10)

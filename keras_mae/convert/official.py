@@ -21,7 +21,6 @@ import numpy as np
 from keras import ops
 
 from keras_mae import ops as mae_ops
-from keras_mae.pos_embed import interpolate_pos_embed
 from keras_mae.models.configs import SHARED_ARGUMENTS
 from keras_mae.models.configs import TASK_ARGUMENTS
 from keras_mae.models.configs import from_arguments
@@ -503,7 +502,7 @@ def resize_position_tables(state_dict, old_grid, new_grid):
     state = dict(state_dict)
     for key in ("pos_embed", "decoder_pos_embed"):
         if key in state:
-            state[key] = interpolate_pos_embed(to_numpy(state[key]), new_grid, old_grid)
+            state[key] = mae_ops.interpolate_pos_embed(to_numpy(state[key]), new_grid, old_grid)
     return state
 
 

@@ -1,4 +1,4 @@
-"""Random erasing as the MAE fine-tuning uses it: timm ``RandomErasing`` (p 0.25, mode "pixel")."""
+"""Random erasing as the MAE fine-tuning uses it: timm `RandomErasing` (p 0.25, mode "pixel")."""
 
 import math
 
@@ -9,10 +9,10 @@ from keras_mae.data._helpers import check_probability, split_seed
 
 def random_erasing(image, seed, prob=0.25, area=(0.02, 1 / 3), log_ratio=(math.log(0.3),
                    math.log(1 / 0.3)), attempts=10):
-    """Replaces a random box by per-pixel N(0, 1) noise (timm ``RandomErasing``, mode "pixel").
+    """Replaces a random box by per-pixel N(0, 1) noise (timm `RandomErasing`, mode "pixel").
 
-    With probability ``prob``, up to ``attempts`` boxes with an area fraction
-    uniform in ``area`` and a log aspect ratio uniform in ``log_ratio`` are
+    With probability `prob`, up to `attempts` boxes with an area fraction
+    uniform in `area` and a log aspect ratio uniform in `log_ratio` are
     drawn; the first that fits strictly inside the image is erased (none if
     none fits). Applied to normalised images, so the noise has the data's
     scale.
@@ -26,16 +26,19 @@ def random_erasing(image, seed, prob=0.25, area=(0.02, 1 / 3), log_ratio=(math.l
         attempts: int >= 1.
 
     Returns:
-        float32 (H, W, C); at most ``area[1] * H * W`` pixels differ.
+        float32 (H, W, C); at most `area[1] * H * W` pixels differ.
 
     Example:
-        >>> img = tf.zeros([16, 16, 3])
-        >>> random_erasing(img, tf.constant([0, 3]), prob=1.0).shape
-        TensorShape([16, 16, 3])
+    ```python
+    import tensorflow as tf
+    from keras_mae.data.erasing import random_erasing
+    img = tf.zeros([16, 16, 3])
+    random_erasing(img, tf.constant([0, 3]), prob=1.0).shape  # TensorShape([16, 16, 3])
+    ```
     """
     check_probability("prob", prob)
     if not 0 < area[0] <= area[1] <= 1:
-        raise ValueError(f"area must satisfy 0 < min <= max <= 1, got {area!r}")
+        raise ValueError(f"area must satisfy 0 < min <= max <= 1. Received: area={area!r}")
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
     gate_seed, area_seed, ratio_seed, place_seed, noise_seed = split_seed(seed, 5)
     shape = tf.shape(image)

@@ -35,8 +35,15 @@ _FAILED = "cannot decode image file"
 def list_images(folder):
     """Paths of the image files under `folder` (recursively), sorted folder by folder.
 
+    Args:
+        folder: str, a folder.
+
+    Returns:
+        list of str, the files whose extension is one of `IMAGE_EXTENSIONS`.
+
     Example:
     ```python
+    from keras_mae.data.image_files import list_images
     list_images("photos/cats")   # ["photos/cats/a.jpg", "photos/cats/b.png", ...]
     ```
     """
@@ -87,8 +94,14 @@ def try_decode(path, crop_box=None):
             returned. A JPEG file larger than `WINDOW_DECODE_MIN_BYTES` decodes
             only that window.
 
+    Returns:
+        `(ok, image, problem)`: a scalar bool tensor, a uint8 (H, W, 3)
+        tensor and a scalar string tensor.
+
     Example:
     ```python
+    import tensorflow as tf
+    from keras_mae.data.image_files import try_decode
     ok, image, problem = try_decode(tf.constant("photo.jpg"))
     ```
     """
@@ -113,12 +126,17 @@ def decode_file(path, crop_box=None):
         path: scalar string tensor.
         crop_box: optional window function, as `try_decode`.
 
+    Returns:
+        uint8 (H, W, 3) tensor.
+
     Raises:
         InvalidArgumentError: when the file cannot be decoded, naming the file
             and what is wrong (empty, not an image, truncated or corrupt).
 
     Example:
     ```python
+    import tensorflow as tf
+    from keras_mae.data.image_files import decode_file
     image = decode_file(tf.constant("photo.jpg"))   # (H, W, 3) uint8
     ```
     """
@@ -131,8 +149,17 @@ def decode_file(path, crop_box=None):
 def failed_file(error):
     """`(path, problem)` named by an error `decode_file` raised, or None for any other error.
 
+    Args:
+        error: an exception.
+
+    Returns:
+        `(path, problem)`, two str, or None.
+
     Example:
     ```python
+    import tensorflow as tf
+    from keras_mae.data import pretrain_dataset
+    from keras_mae.data.image_files import failed_file
     try:
         model.fit(pretrain_dataset("photos", 224, 64))
     except tf.errors.InvalidArgumentError as error:
@@ -158,6 +185,7 @@ def scan_images(paths, num_parallel_calls=None):
 
     Example:
     ```python
+    from keras_mae.data.image_files import scan_images
     for path, problem in scan_images("photos"):
         print(path, problem)
     ```

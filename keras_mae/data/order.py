@@ -24,8 +24,15 @@ _BLOCK = 4096
 def check_sharding(batch_size, num_shards, shard_index, drop_remainder):
     """Raises `ValueError` unless `shard_index` of `num_shards` can split `batch_size` evenly.
 
+    Args:
+        batch_size: int, the global batch.
+        num_shards: int >= 1, the input workers.
+        shard_index: int in `[0, num_shards)`, this worker.
+        drop_remainder: bool; sharded pipelines must drop a last partial batch.
+
     Example:
     ```python
+    from keras_mae.data.order import check_sharding
     check_sharding(batch_size=64, num_shards=2, shard_index=1, drop_remainder=True)
     ```
     """
@@ -47,8 +54,17 @@ def check_sharding(batch_size, num_shards, shard_index, drop_remainder):
 def steps_per_epoch(num_examples, batch_size, drop_remainder):
     """Global batches in one epoch of `num_examples` records.
 
+    Args:
+        num_examples: int, the records.
+        batch_size: int, the global batch.
+        drop_remainder: bool, whether a last partial batch is left out.
+
+    Returns:
+        int.
+
     Example:
     ```python
+    from keras_mae.data.order import steps_per_epoch
     steps_per_epoch(10, 4, drop_remainder=True)   # 2
     steps_per_epoch(10, 4, drop_remainder=False)  # 3
     ```
@@ -61,8 +77,19 @@ def steps_per_epoch(num_examples, batch_size, drop_remainder):
 def epoch_key(seed, salt, epoch):
     """The `(2,)` int64 key of one epoch's permutation and augmentation seeds.
 
+    Args:
+        seed: int, the pipeline's seed.
+        salt: int64 scalar (tensor), one draw per pass when passes reshuffle,
+            else 0.
+        epoch: int or int64 scalar tensor.
+
+    Returns:
+        `(2,)` int64 tensor.
+
     Example:
     ```python
+    import tensorflow as tf
+    from keras_mae.data.order import epoch_key
     epoch_key(0, tf.constant(7, tf.int64), 3).shape  # (2,)
     ```
     """
@@ -89,6 +116,7 @@ def epoch_records(num_examples, batch_size, key, shuffle=True, drop_remainder=Tr
 
     Example:
     ```python
+    from keras_mae.data.order import epoch_key, epoch_records
     key = epoch_key(0, 0, 0)
     [int(i) for i, _ in epoch_records(6, 2, key)]   # a permutation of 0..5
     ```

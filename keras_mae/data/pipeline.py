@@ -1,27 +1,27 @@
 """Batched, augmented tf.data input pipelines for pretraining and evaluation.
 
-Both pipelines are plain ``tf.data`` and work whatever the Keras backend is:
-iterate them and feed numpy batches (``batch.numpy()`` / ``as_numpy_iterator``)
+Both pipelines are plain `tf.data` and work whatever the Keras backend is:
+iterate them and feed numpy batches (`batch.numpy()` / `as_numpy_iterator`)
 or the tensors directly to a TensorFlow-backend model.
 
-Order: a source read by index (arrays, ``.npz`` files, digits, image folders)
+Order: a source read by index (arrays, `.npz` files, digits, image folders)
 is visited in a full permutation of all its records every epoch, drawn from
-``seed`` and the epoch (`keras_mae.data.order`); a stream is shuffled in a
-buffer of ``shuffle_buffer`` records, after (for a TFDS split) reading its
+`seed` and the epoch (`keras_mae.data.order`); a stream is shuffled in a
+buffer of `shuffle_buffer` records, after (for a TFDS split) reading its
 files in a seeded order, 16 at a time, one record from each in turn. A buffer
 mixes only records that lie close together in the stream: TFDS shuffles the
 records of a split when it writes them, so its files are already in random
 order; a stream sorted by class stays nearly sorted
 (`benchmarks/stream_class_mix.py` measures both).
 Determinism: the order and every per-example augmentation are derived from
-``seed``; two pipelines built with the same arguments yield identical batches,
+`seed`; two pipelines built with the same arguments yield identical batches,
 and iterating the same pipeline again (a new epoch) draws a new permutation and
 new crops, reproducibly.
 
-Many workers: with ``num_shards`` > 1 a pipeline yields worker
-``shard_index``'s share of every global batch, and reads (and decodes) only
+Many workers: with `num_shards` > 1 a pipeline yields worker
+`shard_index`'s share of every global batch, and reads (and decodes) only
 those records; the global batches are the same for any number of workers. A
-TFDS split with at least ``num_shards`` files is split by files (each worker
+TFDS split with at least `num_shards` files is split by files (each worker
 reads its own files; the batches then depend on the number of workers); other
 streams are read whole by every worker, which keeps its part of each batch.
 """
@@ -37,19 +37,20 @@ from keras_mae.data.sources import Source, crop_element, load_source
 
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be a positive int. Received: {name}={value!r}")
 
 
 def _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels):
     _check_positive_int("image_size", image_size)
     _check_positive_int("batch_size", batch_size)
     if isinstance(seed, bool) or not isinstance(seed, int):
-        raise ValueError(f"seed must be an int, got {seed!r}")
+        raise ValueError(f"seed must be an int. Received: seed={seed!r}")
     if isinstance(shuffle_buffer, bool) or not isinstance(shuffle_buffer, int) \
             or shuffle_buffer < 0:
-        raise ValueError(f"shuffle_buffer must be an int >= 0, got {shuffle_buffer!r}")
+        raise ValueError(f"shuffle_buffer must be an int >= 0. "
+                         f"Received: shuffle_buffer={shuffle_buffer!r}")
     if num_channels not in (1, 3):
-        raise ValueError(f"num_channels must be 1 or 3, got {num_channels!r}")
+        raise ValueError(f"num_channels must be 1 or 3. Received: num_channels={num_channels!r}")
 
 
 def _channel_converter(source, num_channels):
@@ -64,8 +65,8 @@ def _channel_converter(source, num_channels):
     if channels == 4:
         # RGBA: drop alpha.
         return lambda image: _channel_converter_rgb(image[..., :3], num_channels)
-    raise ValueError(f"cannot convert images of source {source.name!r} with "
-                     f"{channels} channels to num_channels={num_channels}")
+    raise ValueError(f"cannot convert the images of source {source.name!r}, with {channels} "
+                     f"channels, to num_channels. Received: num_channels={num_channels}")
 
 
 def _channel_converter_rgb(image, num_channels):
@@ -94,16 +95,16 @@ def _build(source, batch_size, seed, shuffle_buffer, drop_remainder, repeat,
            transform, reshuffle=True, epoch=0, start_step=0, num_shards=1, shard_index=0):
     """Shared order -> read -> per-example seed -> map -> batch chain.
 
-    ``transform(read, example_seed)`` receives a function ``read(crop_box=None)``
+    `transform(read, example_seed)` receives a function `read(crop_box=None)`
     returning the decoded dict element (its image only the window
-    ``crop_box(shape)`` when given: a large JPEG file then decodes only that
+    `crop_box(shape)` when given: a large JPEG file then decodes only that
     window)
     and a (2,) int64 seed unique to this example and epoch. It is traced when
-    ``map`` is called, so argument errors it raises surface immediately.
+    `map` is called, so argument errors it raises surface immediately.
 
     A source read by index is visited in a full permutation per epoch
     (`keras_mae.data.order`); a stream is shuffled in a buffer of
-    ``shuffle_buffer`` records. Batches hold ``batch_size // num_shards``
+    `shuffle_buffer` records. Batches hold `batch_size // num_shards`
     images: this worker's share of each global batch.
     """
     _check_position(epoch, start_step)
@@ -206,15 +207,26 @@ def check_extra_augment(extra_augment, training=True):
     Keras layers run on TensorFlow inside `tf.data` whatever the backend. Its
     randomness is its own (the layer's `seed`), not derived from the
     pipeline's `seed`.
+
+    Args:
+        extra_augment: None, or a callable of one image.
+        training: bool, whether the pipeline augments its images.
+
+    Example:
+    ```python
+    import keras
+    from keras_mae.data.pipeline import check_extra_augment
+    check_extra_augment(keras.layers.RandomContrast(0.2, value_range=(0, 255)))
+    ```
     """
     if extra_augment is None:
         return
     if not callable(extra_augment):
-        raise ValueError(f"extra_augment must be a Keras layer or a callable, got "
-                         f"{extra_augment!r}")
+        raise ValueError(f"extra_augment must be a Keras layer or a callable. "
+                         f"Received: extra_augment={extra_augment!r}")
     if not training:
         raise ValueError("extra_augment applies to augmented (training) pipelines only; "
-                         f"got extra_augment={extra_augment!r} with augmentation off")
+                         f"augmentation is off. Received: extra_augment={extra_augment!r}")
 
 
 def _train_transform(read, to_channels, image_size, example_seed, crop_scale, extra_augment,
@@ -244,14 +256,14 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
                      extra_augment=None, epoch=0, start_step=0, num_shards=1, shard_index=0):
     """Image-only batches for MAE pretraining.
 
-    Each image is (with ``augment=True``) randomly resized-cropped to
-    (image_size, image_size) with area fraction in ``crop_scale`` (bicubic),
-    randomly flipped, then normalised with ``mean``/``std``. With
-    ``augment=False`` the shorter side is resized to ``image_size`` and the
+    Each image is (with `augment=True`) randomly resized-cropped to
+    (image_size, image_size) with area fraction in `crop_scale` (bicubic),
+    randomly flipped, then normalised with `mean`/`std`. With
+    `augment=False` the shorter side is resized to `image_size` and the
     centre kept. Labels are dropped.
 
     Args:
-        source: a :class:`Source` or anything :func:`load_source` accepts
+        source: a `Source` or anything `load_source` accepts
             (names are loaded with split "train").
         image_size: output side S, positive int.
         batch_size: batch size B, positive int.
@@ -271,7 +283,7 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         reshuffle_each_iteration: each new pass over the dataset draws a new
             order and new crops (True; the draws also follow TensorFlow's
             global seed, `keras.utils.set_random_seed`), or every pass is the
-            order and crops of ``(seed, epoch)`` alone (False: for a dataset
+            order and crops of `(seed, epoch)` alone (False: for a dataset
             built per epoch, so that a pass that Keras starts only to peek at
             a batch cannot change the data of a resumed run, and every process
             of a cluster reads the same order).
@@ -282,18 +294,20 @@ def pretrain_dataset(source, image_size, batch_size, seed=0, shuffle_buffer=1000
         start_step: the global step of that epoch to start at (resuming);
             the records before it are skipped without being read.
         num_shards: number of input workers sharing each global batch.
-        shard_index: this worker, in ``[0, num_shards)``.
+        shard_index: this worker, in `[0, num_shards)`.
 
     Returns:
-        ``tf.data.Dataset`` of float32 tensors (B / num_shards, S, S, C).
+        `tf.data.Dataset` of float32 tensors (B / num_shards, S, S, C).
 
     Raises:
         ValueError: for an invalid argument or source.
 
     Example:
-        >>> ds = pretrain_dataset("digits", image_size=16, batch_size=8)
-        >>> next(iter(ds)).shape
-        TensorShape([8, 16, 16, 3])
+    ```python
+    from keras_mae.data.pipeline import pretrain_dataset
+    ds = pretrain_dataset("digits", image_size=16, batch_size=8)
+    next(iter(ds)).shape  # TensorShape([8, 16, 16, 3])
+    ```
     """
     _check_common(image_size, batch_size, seed, shuffle_buffer, num_channels)
     check_extra_augment(extra_augment, augment)
@@ -332,22 +346,22 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
                     reshuffle_each_iteration=True, flip=True):
     """(images, labels) batches for fine-tuning, linear probing or evaluation.
 
-    With ``training=True`` examples are shuffled, randomly resized-cropped
-    (area fraction in ``crop_scale``) and flipped (``flip``); with ``training=False`` they
+    With `training=True` examples are shuffled, randomly resized-cropped
+    (area fraction in `crop_scale`) and flipped (`flip`); with `training=False` they
     keep the source order and get the evaluation transform (shorter side to
-    ``image_size / crop_pct``, centre crop). Images are then normalised.
+    `image_size / crop_pct`, centre crop). Images are then normalised.
 
     Args:
-        source: a labelled :class:`Source` or anything :func:`load_source`
+        source: a labelled `Source` or anything `load_source`
             accepts that has labels (names are loaded with split "train";
-            pass ``load_source(name, split=...)`` for another split).
+            pass `load_source(name, split=...)` for another split).
         image_size: output side S, positive int.
         batch_size: batch size B, positive int.
         training: bool, selects the transform and shuffling.
         seed: int driving the shuffle order and the augmentations.
         shuffle_buffer: when training, 0 or 1 disables shuffling; otherwise
             as `pretrain_dataset`.
-        drop_remainder: drop a last partial batch; default ``training``.
+        drop_remainder: drop a last partial batch; default `training`.
         repeat: repeat forever.
         num_channels: channels C of the output, 1 or 3.
         crop_scale: (min, max) area fraction of the training crop.
@@ -355,28 +369,34 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
         mean: per-channel normalisation mean on the 0-1 scale.
         std: per-channel normalisation std on the 0-1 scale.
         extra_augment: optional Keras or keras-cv augmentation layer (or any
-            callable) for ``training=True``, see `check_extra_augment`.
-        epoch, start_step, num_shards, shard_index, reshuffle_each_iteration: as
-            `pretrain_dataset`.
+            callable) for `training=True`, see `check_extra_augment`.
+        epoch: as `pretrain_dataset`.
+        start_step: as `pretrain_dataset`.
+        num_shards: as `pretrain_dataset`.
+        shard_index: as `pretrain_dataset`.
+        reshuffle_each_iteration: as `pretrain_dataset`.
         flip: bool, the random horizontal flip of training images (off for
             images that a mirror changes, such as digits or text).
 
     Returns:
-        ``tf.data.Dataset`` of ``(images, labels)``: float32 (B, S, S, C) and
+        `tf.data.Dataset` of `(images, labels)`: float32 (B, S, S, C) and
         int64 (B,).
 
     Raises:
         ValueError: for an invalid argument, or a source without labels.
 
     Example:
-        >>> test = load_source("digits", split="test")
-        >>> ds = labeled_dataset(test, 16, 32, training=False)
-        >>> images, labels = next(iter(ds))
-        >>> images.shape, labels.shape
-        (TensorShape([32, 16, 16, 3]), TensorShape([32]))
+    ```python
+    from keras_mae.data.pipeline import labeled_dataset
+    from keras_mae.data.sources import load_source
+    test = load_source("digits", split="test")
+    ds = labeled_dataset(test, 16, 32, training=False)
+    images, labels = next(iter(ds))
+    images.shape, labels.shape  # (TensorShape([32, 16, 16, 3]), TensorShape([32]))
+    ```
     """
     if not isinstance(training, bool):
-        raise ValueError(f"training must be a bool, got {training!r}")
+        raise ValueError(f"training must be a bool. Received: training={training!r}")
     check_extra_augment(extra_augment, training)
     if drop_remainder is None:
         drop_remainder = training
@@ -402,13 +422,23 @@ def labeled_dataset(source, image_size, batch_size, training, seed=0,
 def labeled_arrays(source, image_size, num_channels=3, crop_pct=0.875, batch_size=500):
     """Every example of a labelled source as numpy arrays, evaluation transform, in order.
 
+    Args:
+        source: a labelled `Source` or anything `load_source` accepts.
+        image_size: output side S, positive int.
+        num_channels: channels C of the output, 1 or 3.
+        crop_pct: fraction kept by the evaluation centre crop, in (0, 1].
+        batch_size: images transformed at a time.
+
     Returns:
-        ``(images, labels)``: float32 (N, S, S, C) normalised images and int64 (N,).
+        `(images, labels)`: float32 (N, S, S, C) normalised images and int64 (N,).
 
     Example:
-        >>> x, y = labeled_arrays(load_source("digits", split="test"), 16)
-        >>> x.shape, y.shape
-        ((297, 16, 16, 3), (297,))
+    ```python
+    from keras_mae.data.pipeline import labeled_arrays
+    from keras_mae.data.sources import load_source
+    x, y = labeled_arrays(load_source("digits", split="test"), 16)
+    x.shape, y.shape  # ((297, 16, 16, 3), (297,))
+    ```
     """
     batches = list(labeled_dataset(source, image_size, batch_size, training=False,
                                    num_channels=num_channels, crop_pct=crop_pct))

@@ -1,36 +1,29 @@
-"""RandAugment as the MAE fine-tuning uses it: timm's ``rand-m9-mstd0.5-inc1``, as tf ops.
+"""RandAugment as the MAE fine-tuning uses it: timm's `rand-m9-mstd0.5-inc1`, as tf ops.
 
-The 15 operations of timm's ``_RAND_INCREASING_TRANSFORMS`` (AutoContrast,
+The 15 operations of timm's `_RAND_INCREASING_TRANSFORMS` (AutoContrast,
 Equalize, Invert, Rotate, PosterizeIncreasing, SolarizeIncreasing,
 SolarizeAdd, ColorIncreasing, ContrastIncreasing, BrightnessIncreasing,
 SharpnessIncreasing, ShearX, ShearY, TranslateXRel, TranslateYRel), written
-here as tf ops on one float image on the 0-255 scale. :func:`rand_augment`
-draws ``num_ops`` of them uniformly (with replacement); each is applied with
+here as tf ops on one float image on the 0-255 scale. `rand_augment`
+draws `num_ops` of them uniformly (with replacement); each is applied with
 probability 0.5 at a magnitude drawn from N(9, 0.5) clipped to [0, 10],
 "increasing" magnitudes (higher is always stronger), with a random sign for
 the signed ones. Geometric operations resample as timm's do under the
-official ``create_transform(..., interpolation='bicubic')``: PIL's bicubic
+official `create_transform(..., interpolation='bicubic')`: PIL's bicubic
 affine transform, filled with the ImageNet mean colour (124, 116, 104)
-(:func:`_affine`).
+(`_affine`).
 
-The operations are selected by name: ``_OPS`` maps each name to its function,
-its key order (timm's) defines :data:`RAND_AUGMENT_OPS`, and a sampled
-operation is an index into that one mapping; :func:`apply_op` applies one by
-name. ``tests/test_rand_augment_reference.py`` compares each with PIL as timm
+The operations are selected by name: `_OPS` maps each name to its function,
+its key order (timm's) defines `RAND_AUGMENT_OPS`, and a sampled
+operation is an index into that one mapping; `apply_op` applies one by
+name. `tests/test_rand_augment_reference.py` compares each with PIL as timm
 calls it: the point operations exactly, the others within PIL's uint8
 rounding (at most 1.5 levels).
 
-Measured on this project's 2-core CPU (TF 2.21, keras-cv 0.9, 1,024 uint8
-32 px images, batches of 64, tf.data, second pass): keras-cv's
-``RandAugment`` (2 ops, rate 0.5) does run under Keras 3 in a batched ``map``,
-at 560 img/s; this per-image implementation, then with TF's bilinear
-projective transform, at 1,040 img/s. This one is used: it was about twice as
-fast, is stateless (reproducible per example from the pipeline seed) and has
-timm's operation set and magnitude ranges. The bicubic resampling since costs
-some speed: RandAugment alone in a ``map`` (same machine, second pass) ran at
-2,200 img/s on 32 px and 240 img/s on 224 px images, against 2,650 and 550
-img/s with the bilinear transform (which differed from PIL by a mean of
-0.5-3.3 levels, up to 73 at borders).
+Unlike Keras' and keras-cv's `RandAugment` it is stateless (reproducible
+per example from the pipeline seed) and has timm's operation set, magnitude
+ranges and bicubic resampling; `benchmarks/augment_keras_vs_ours.py`
+compares them, speed included.
 """
 
 import functools
@@ -69,15 +62,15 @@ def _cubic_weights(d):
 
 
 def _affine(image, coefficients):
-    """PIL's ``Image.transform(size, AFFINE, coefficients, BICUBIC, fillcolor=_FILL)``.
+    """PIL's `Image.transform(size, AFFINE, coefficients, BICUBIC, fillcolor=_FILL)`.
 
-    In PIL's continuous coordinates (pixel ``(i, j)`` covers ``[i, i + 1) x
-    [j, j + 1)``) the output pixel centred at ``(x, y)`` samples the input at
-    ``(a x + b y + c, d x + e y + f)`` for ``coefficients`` ``(a, b, c, d, e,
-    f)``: bicubic on the 4 x 4 nearest pixels (PIL's a = -1 kernel, borders
+    In PIL's continuous coordinates (pixel `(i, j)` covers `[i, i + 1) x
+    [j, j + 1)`) the output pixel centred at `(x, y)` samples the input at
+    `(a x + b y + c, d x + e y + f)` for `coefficients` `(a, b, c, d, e,
+    f)`: bicubic on the 4 x 4 nearest pixels (PIL's a = -1 kernel, borders
     replicated) where that point lies inside the image, else the fill colour
     (grey, their mean, for one channel), not blended with the image. This is
-    timm's geometry under the official ``interpolation='bicubic'``; only the
+    timm's geometry under the official `interpolation='bicubic'`; only the
     rounding differs (PIL truncates to uint8, this stays float32).
 
     Args:
@@ -114,10 +107,10 @@ def _affine(image, coefficients):
 
 
 def _geometric(coefficients):
-    """The operation resampling by ``coefficients(image, level, sign)`` with :func:`_affine`.
+    """The operation resampling by `coefficients(image, level, sign)` with `_affine`.
 
     The coefficient function stays reachable as the operation's
-    ``coefficients``: sampled operations share one resampling (``_apply_indexed``).
+    `coefficients`: sampled operations share one resampling (`_apply_indexed`).
     """
     def op(image, level, sign):
         return _affine(image, coefficients(image, level, sign))
@@ -149,7 +142,7 @@ def _equalize_channel(channel):
 # coefficients instead, and enter _OPS wrapped by _geometric.
 
 def _auto_contrast(image, level, sign):
-    """timm AutoContrast (PIL ``ImageOps.autocontrast``): each channel stretched to [0, 255]."""
+    """timm AutoContrast (PIL `ImageOps.autocontrast`): each channel stretched to [0, 255]."""
     del level, sign
     low = tf.reduce_min(image, axis=[0, 1], keepdims=True)
     high = tf.reduce_max(image, axis=[0, 1], keepdims=True)
@@ -158,20 +151,20 @@ def _auto_contrast(image, level, sign):
 
 
 def _equalize(image, level, sign):
-    """timm Equalize (PIL ``ImageOps.equalize``): per-channel histogram equalisation."""
+    """timm Equalize (PIL `ImageOps.equalize`): per-channel histogram equalisation."""
     del level, sign
     channels = tf.unstack(tf.round(image), axis=-1)
     return tf.stack([_equalize_channel(c) for c in channels], axis=-1)
 
 
 def _invert(image, level, sign):
-    """timm Invert: ``255 - x``."""
+    """timm Invert: `255 - x`."""
     del level, sign
     return 255.0 - image
 
 
 def _rotate(image, level, sign):
-    """timm Rotate: PIL ``rotate(sign * 30 * level)``, degrees anticlockwise about the centre."""
+    """timm Rotate: PIL `rotate(sign * 30 * level)`, degrees anticlockwise about the centre."""
     angle = level * sign * 30.0 * math.pi / 180.0
     cos, sin = tf.cos(angle), tf.sin(angle)
     shape = tf.cast(tf.shape(image), tf.float32)
@@ -180,7 +173,7 @@ def _rotate(image, level, sign):
 
 
 def _posterize(image, level, sign):
-    """timm PosterizeIncreasing: keeps the ``4 - int(4 * level)`` most significant bits."""
+    """timm PosterizeIncreasing: keeps the `4 - int(4 * level)` most significant bits."""
     del sign
     bits = 4 - tf.cast(level * 4, tf.int32)
     shift = tf.cast(8 - bits, tf.int32)
@@ -190,20 +183,20 @@ def _posterize(image, level, sign):
 
 
 def _solarize(image, level, sign):
-    """timm SolarizeIncreasing: inverts values >= ``256 - 256 * level``."""
+    """timm SolarizeIncreasing: inverts values >= `256 - 256 * level`."""
     del sign
     threshold = 256.0 - level * 256.0
     return tf.where(image >= threshold, 255.0 - image, image)
 
 
 def _solarize_add(image, level, sign):
-    """timm SolarizeAdd: adds ``int(110 * level)`` to values below 128 (capped at 255)."""
+    """timm SolarizeAdd: adds `int(110 * level)` to values below 128 (capped at 255)."""
     del sign
     return tf.where(image < 128.0, tf.minimum(image + tf.floor(level * 110.0), 255.0), image)
 
 
 def _enhance(image, degenerate, level, sign):
-    """PIL ``ImageEnhance``: blends from ``degenerate`` by ``1 + sign * 0.9 * level``."""
+    """PIL `ImageEnhance`: blends from `degenerate` by `1 + sign * 0.9 * level`."""
     return _blend(image, degenerate, 1.0 + level * sign * 0.9)
 
 
@@ -223,7 +216,7 @@ def _brightness(image, level, sign):
 
 
 def _sharpness(image, level, sign):
-    """timm SharpnessIncreasing: blending from PIL's 3x3 ``SMOOTH`` filter (borders kept)."""
+    """timm SharpnessIncreasing: blending from PIL's 3x3 `SMOOTH` filter (borders kept)."""
     kernel = tf.constant([[1, 1, 1], [1, 5, 1], [1, 1, 1]], tf.float32) / 13.0
     channels = image.shape[-1]
     kernel = tf.tile(kernel[:, :, None, None], [1, 1, channels, 1])
@@ -236,26 +229,26 @@ def _sharpness(image, level, sign):
 
 
 def _shear_x(image, level, sign):
-    """timm ShearX: PIL affine ``(1, s, 0, 0, 1, 0)``, ``s = sign * 0.3 * level``."""
+    """timm ShearX: PIL affine `(1, s, 0, 0, 1, 0)`, `s = sign * 0.3 * level`."""
     one, zero = tf.constant(1.0), tf.constant(0.0)
     return [one, level * sign * 0.3, zero, zero, one, zero]
 
 
 def _shear_y(image, level, sign):
-    """timm ShearY: PIL affine ``(1, 0, 0, s, 1, 0)``, ``s = sign * 0.3 * level``."""
+    """timm ShearY: PIL affine `(1, 0, 0, s, 1, 0)`, `s = sign * 0.3 * level`."""
     one, zero = tf.constant(1.0), tf.constant(0.0)
     return [one, zero, zero, level * sign * 0.3, one, zero]
 
 
 def _translate_x(image, level, sign):
-    """timm TranslateXRel: PIL affine ``(1, 0, t W, 0, 1, 0)``, ``t = sign * 0.45 * level``."""
+    """timm TranslateXRel: PIL affine `(1, 0, t W, 0, 1, 0)`, `t = sign * 0.45 * level`."""
     one, zero = tf.constant(1.0), tf.constant(0.0)
     offset = level * sign * 0.45 * tf.cast(tf.shape(image)[1], tf.float32)
     return [one, zero, offset, zero, one, zero]
 
 
 def _translate_y(image, level, sign):
-    """timm TranslateYRel: PIL affine ``(1, 0, 0, 0, 1, t H)``, ``t = sign * 0.45 * level``."""
+    """timm TranslateYRel: PIL affine `(1, 0, 0, 0, 1, t H)`, `t = sign * 0.45 * level`."""
     one, zero = tf.constant(1.0), tf.constant(0.0)
     offset = level * sign * 0.45 * tf.cast(tf.shape(image)[0], tf.float32)
     return [one, zero, zero, zero, one, offset]
@@ -287,10 +280,10 @@ def _finish(out, image):
 
 
 def apply_op(name, image, level, sign=1.0):
-    """Applies the RandAugment operation ``name`` once, at ``level`` in [0, 1].
+    """Applies the RandAugment operation `name` once, at `level` in [0, 1].
 
     Args:
-        name: one of :data:`RAND_AUGMENT_OPS`.
+        name: one of `RAND_AUGMENT_OPS`.
         image: (H, W, C) on the 0-255 scale, C in {1, 3}.
         level: magnitude / 10, a float in [0, 1] (scalar tensor or number).
         sign: -1 or 1, the direction of the signed operations (rotation,
@@ -300,12 +293,16 @@ def apply_op(name, image, level, sign=1.0):
         float32 (H, W, C), clipped to [0, 255].
 
     Example:
-        >>> img = tf.fill([8, 8, 3], 100.0)
-        >>> float(apply_op("invert", img, 0.9)[0, 0, 0])
-        155.0
+    ```python
+    import tensorflow as tf
+    from keras_mae.data.randaugment import apply_op
+    img = tf.fill([8, 8, 3], 100.0)
+    float(apply_op("invert", img, 0.9)[0, 0, 0])  # 155.0
+    ```
     """
     if name not in _OPS:
-        raise ValueError(f"unknown RandAugment operation {name!r}; one of {RAND_AUGMENT_OPS}")
+        raise ValueError(f"unknown RandAugment operation; one of {RAND_AUGMENT_OPS}. Received: "
+                         f"name={name!r}")
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
     level = tf.cast(level, tf.float32)
     sign = tf.cast(sign, tf.float32)
@@ -313,12 +310,11 @@ def apply_op(name, image, level, sign=1.0):
 
 
 def _apply_indexed(index, image, level, sign):
-    """Applies operation number ``index`` (an int32 scalar tensor) of ``_OPS``.
+    """Applies operation number `index` (an int32 scalar tensor) of `_OPS`.
 
-    As :func:`apply_op` by name, but with one ``_affine`` for all geometric
-    operations (a second switch picks their coefficients): with one copy per
-    geometric operation, RandAugment ran at 1,600 instead of 2,700 img/s on
-    32 px images even with ``prob=0`` (no operation run), the cost of the
+    As `apply_op` by name, but with one `_affine` for all geometric
+    operations (a second switch picks their coefficients): a copy per
+    geometric operation would slow every call, even with `prob=0`, by the
     untaken branches of a switch in a tf.data function.
     """
     ops = tuple(_OPS.values())
@@ -341,10 +337,10 @@ def _apply_indexed(index, image, level, sign):
 
 
 def _draw_ops(seed, num_ops, magnitude, magnitude_std, prob):
-    """The random choices of :func:`rand_augment`, one tuple per operation slot.
+    """The random choices of `rand_augment`, one tuple per operation slot.
 
     Returns:
-        list of ``num_ops`` tuples (index into ``_OPS`` int32, level =
+        list of `num_ops` tuples (index into `_OPS` int32, level =
         magnitude / 10 float32, sign float32 in {-1, 1}, applied bool), all
         scalars.
     """
@@ -361,10 +357,10 @@ def _draw_ops(seed, num_ops, magnitude, magnitude_std, prob):
 
 
 def rand_augment(image, seed, num_ops=2, magnitude=9.0, magnitude_std=0.5, prob=0.5):
-    """RandAugment on one image (timm's ``rand-m{magnitude}-mstd{std}-inc1``).
+    """RandAugment on one image (timm's `rand-m{magnitude}-mstd{std}-inc1`).
 
-    Draws ``num_ops`` operations uniformly (with replacement) from
-    ``RAND_AUGMENT_OPS``; each is applied with probability ``prob`` at a
+    Draws `num_ops` operations uniformly (with replacement) from
+    `RAND_AUGMENT_OPS`; each is applied with probability `prob` at a
     magnitude drawn from N(magnitude, magnitude_std) clipped to [0, 10], with a
     random sign for the signed ones (rotation, shear, translation,
     enhancement factors).
@@ -381,16 +377,19 @@ def rand_augment(image, seed, num_ops=2, magnitude=9.0, magnitude_std=0.5, prob=
         float32 (H, W, C) on the 0-255 scale.
 
     Example:
-        >>> img = tf.fill([8, 8, 3], 100.0)
-        >>> rand_augment(img, tf.constant([1, 2])).shape
-        TensorShape([8, 8, 3])
+    ```python
+    import tensorflow as tf
+    from keras_mae.data.randaugment import rand_augment
+    img = tf.fill([8, 8, 3], 100.0)
+    rand_augment(img, tf.constant([1, 2])).shape  # TensorShape([8, 8, 3])
+    ```
     """
     if isinstance(num_ops, bool) or not isinstance(num_ops, int) or num_ops < 0:
-        raise ValueError(f"num_ops must be an int >= 0, got {num_ops!r}")
+        raise ValueError(f"num_ops must be an int >= 0. Received: num_ops={num_ops!r}")
     if not 0 <= magnitude <= _MAX_MAGNITUDE:
-        raise ValueError(f"magnitude must be in [0, 10], got {magnitude!r}")
+        raise ValueError(f"magnitude must be in [0, 10]. Received: magnitude={magnitude!r}")
     if magnitude_std < 0:
-        raise ValueError(f"magnitude_std must be >= 0, got {magnitude_std!r}")
+        raise ValueError(f"magnitude_std must be >= 0. Received: magnitude_std={magnitude_std!r}")
     check_probability("prob", prob)
     image = tf.cast(tf.convert_to_tensor(image), tf.float32)
     for index, level, sign, applied in _draw_ops(seed, num_ops, magnitude, magnitude_std, prob):

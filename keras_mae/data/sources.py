@@ -1,8 +1,8 @@
 """Image sources: turn a name, path, array or dataset into one tf.data form.
 
-:func:`load_source` returns a :class:`Source` whose ``dataset`` is an unbatched
-``tf.data.Dataset`` of dicts ``{"images": uint8 (H, W, C), "labels": int64 ()}``
-(no ``"labels"`` key when the source has none).
+`load_source` returns a `Source` whose `dataset` is an unbatched
+`tf.data.Dataset` of dicts `{"images": uint8 (H, W, C), "labels": int64 ()}`
+(no `"labels"` key when the source has none).
 
 Pixel convention: images are uint8 on the 0-255 scale. Integer arrays with
 values in [0, 255] are cast; floating-point arrays must hold values in
@@ -21,6 +21,38 @@ from keras_mae.data.augment import crop_to_box
 from keras_mae.data.image_files import IMAGE_EXTENSIONS, decode_file, list_images, scan_images
 
 DIGITS_TRAIN_SIZE = 1500
+# what a source named by a string can be, for the errors of a string that names none
+SOURCE_FORMS = ("'digits', 'tfds:NAME' (a prepared TensorFlow Datasets set), a folder of images "
+                "(flat, or one sub-folder per class), or a .npz file with 'x' and optional 'y' "
+                "(several: comma-separated)")
+
+
+class NotPreparedError(ValueError):
+    """Raised by `load_source` for a TFDS dataset that is not prepared in its data directory.
+
+    Attributes:
+        name: the TFDS name.
+        split: the split asked for.
+        data_dir: the data directory searched, or None for TFDS' default.
+    """
+
+    def __init__(self, message, name, split, data_dir):
+        super().__init__(message)
+        self.name, self.split, self.data_dir = name, split, data_dir
+
+
+class UnknownSourceError(ValueError):
+    """Raised by `load_source` for a string that names no source (no such file, folder or TFDS name).
+
+    Attributes:
+        source: the string.
+        problem: what is wrong with it; the message adds the forms a source takes.
+    """
+
+    def __init__(self, source, problem):
+        super().__init__(f"`source` names no data: {problem}. A source is {SOURCE_FORMS}. "
+                         f"Received: source={source!r}")
+        self.source, self.problem = source, problem
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,8 +60,8 @@ class Source:
     """A dataset of single images with what is known about it.
 
     Attributes:
-        dataset: unbatched ``tf.data.Dataset`` of dicts with ``"images"``
-            (uint8, (H, W, C)) and optionally ``"labels"`` (int64 scalar).
+        dataset: unbatched `tf.data.Dataset` of dicts with `"images"`
+            (uint8, (H, W, C)) and optionally `"labels"` (int64 scalar).
         num_examples: number of examples, or None when unknown.
         num_classes: number of classes, or None (unlabelled or unknown).
         image_shape: (H, W, C) when every image has it, else None.
@@ -37,14 +69,14 @@ class Source:
         table: for a source read by index, a dict of tensors whose first axis
             is the record (image arrays and labels, or file paths and
             labels), else None (a stream, such as a TFDS split).
-        decode: the function mapping one record of ``table`` (a dict of its
+        decode: the function mapping one record of `table` (a dict of its
             rows) and an optional crop-window function to the dict form, or
             None when the rows are that form.
-        skipped: ``(path, problem)`` of each file left out because it cannot
-            be decoded (``skip_bad_images=True``).
+        skipped: `(path, problem)` of each file left out because it cannot
+            be decoded (`skip_bad_images=True`).
         reader: for a stream stored in several files (TFDS), a function
-            ``(seed, reshuffle, num_shards, shard_index) -> (dataset, sharded)``
-            reading the files in a seeded order (and, when ``sharded``, only
+            `(seed, reshuffle, num_shards, shard_index) -> (dataset, sharded)`
+            reading the files in a seeded order (and, when `sharded`, only
             this worker's files), else None.
     """
 
@@ -61,15 +93,22 @@ class Source:
 
     @property
     def has_labels(self):
-        """Whether the examples carry a ``"labels"`` entry."""
+        """Whether the examples carry a `"labels"` entry."""
         return "labels" in self.dataset.element_spec
 
     def read(self, index, crop_box=None):
-        """The decoded dict of record ``index`` (a scalar tensor) of a source read by index.
+        """The decoded dict of record `index` of a source read by index.
 
-        ``crop_box``: optional function from the image's shape to an int32 box
-        ``(top, left, height, width)``; the image is then only that window
-        (a large JPEG file decodes only the window, `image_files.try_decode`).
+        Args:
+            index: scalar int tensor.
+            crop_box: optional function from the image's shape to an int32
+                box `(top, left, height, width)`; the image is then only that
+                window (a large JPEG file decodes only the window,
+                `image_files.try_decode`).
+
+        Returns:
+            dict with `"images"` (uint8 (H, W, C)) and, when labelled,
+            `"labels"`.
         """
         row = {name: tf.gather(column, index) for name, column in self.table.items()}
         if self.decode is not None:
@@ -80,27 +119,27 @@ class Source:
 def load_source(source, split="train", data_dir=None, skip_bad_images=False):
     """Loads images (and labels) from one of several kinds of source.
 
-    Accepted ``source`` values:
+    Accepted `source` values:
 
-    * ``"digits"``: scikit-learn's 1797 labelled 8x8 digit images (no network
+    * `"digits"`: scikit-learn's 1797 labelled 8x8 digit images (no network
       needed), scaled from 0-16 to uint8 0-255 and repeated to 3 channels.
-      ``split="train"`` is the first 1500 images, ``"test"`` the remaining
-      297, ``"all"`` all of them.
-    * a path to a ``.npz`` file with ``x`` (N, H, W[, C]) and optional ``y``
+      `split="train"` is the first 1500 images, `"test"` the remaining
+      297, `"all"` all of them.
+    * a path to a `.npz` file with `x` (N, H, W[, C]) and optional `y`
       (N,) integer labels; a comma-separated list of paths concatenates them.
     * a directory of PNG/JPEG/BMP/GIF images, either with one sub-folder per
       class (labels are the indices of the sorted folder names) or flat (no
       labels). Images are decoded to 3 channels in the dataset, may differ in
       size, and a file that is not an image raises an error naming it.
-    * ``"tfds:NAME"``, or a bare registered TFDS name that is not an existing
-      path: ``tfds.load(NAME, split=split, data_dir=data_dir)`` without
+    * `"tfds:NAME"`, or a bare registered TFDS name that is not an existing
+      path: `tfds.load(NAME, split=split, data_dir=data_dir)` without
       downloading; the data must already be prepared.
-    * a numpy array ``x`` or a tuple ``(x, y)``.
-    * a ``tf.data.Dataset`` of unbatched images, ``(image, label)`` pairs or
-      dicts with ``"images"``/``"image"`` and ``"labels"``/``"label"``.
-    * a :class:`Source`, returned unchanged.
+    * a numpy array `x` or a tuple `(x, y)`.
+    * a `tf.data.Dataset` of unbatched images, `(image, label)` pairs or
+      dicts with `"images"`/`"image"` and `"labels"`/`"label"`.
+    * a `Source`, returned unchanged.
 
-    ``split`` applies to "digits" and TFDS names; ``data_dir`` to TFDS only.
+    `split` applies to "digits" and TFDS names; `data_dir` to TFDS only.
 
     Args:
         source: one of the values above.
@@ -111,19 +150,21 @@ def load_source(source, split="train", data_dir=None, skip_bad_images=False):
             decoded (found by decoding all of them once, in parallel).
 
     Returns:
-        A :class:`Source`.
+        A `Source`.
 
     Raises:
-        ValueError: for a missing path, unknown name, empty directory or
-            array, wrong rank, unsupported dtype or out-of-range values,
-            mismatched labels, or TFDS data that is not prepared.
+        ValueError: for a missing path or unknown name (`UnknownSourceError`),
+            an empty directory or array, wrong rank, unsupported dtype or
+            out-of-range values, mismatched labels, or TFDS data that is not
+            prepared (`NotPreparedError`); both are `ValueError`s.
 
     Example:
-        >>> src = load_source("digits", split="test")
-        >>> src.num_examples, src.num_classes, src.image_shape
-        (297, 10, (8, 8, 3))
-        >>> sorted(next(iter(src.dataset)).keys())
-        ['images', 'labels']
+    ```python
+    from keras_mae.data.sources import load_source
+    src = load_source("digits", split="test")
+    src.num_examples, src.num_classes, src.image_shape  # (297, 10, (8, 8, 3))
+    sorted(next(iter(src.dataset)).keys())  # ['images', 'labels']
+    ```
     """
     if skip_bad_images is not False and not (
             isinstance(source, (str, os.PathLike)) and os.path.isdir(os.path.expanduser(source))):
@@ -137,29 +178,39 @@ def load_source(source, split="train", data_dir=None, skip_bad_images=False):
         return from_arrays(source, name="array")
     if isinstance(source, (tuple, list)):
         if len(source) != 2:
-            raise ValueError("an array source must be x or a tuple (x, y), got a "
+            raise ValueError("an array source must be x or a tuple (x, y). Received: a "
                              f"{type(source).__name__} of length {len(source)}")
         return from_arrays(source[0], source[1], name="arrays")
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if not isinstance(source, str):
-        raise ValueError(f"unsupported source {source!r} of type "
-                         f"{type(source).__name__}")
+        raise ValueError(f"unsupported source of type {type(source).__name__}. "
+                         f"Received: source={source!r}")
     if os.path.isdir(os.path.expanduser(source)):
         return _directory(os.path.expanduser(source), skip_bad_images)
     return _from_string(source, split, data_dir)
 
 
 def slice_source(source, start, count):
-    """The examples ``start .. start + count - 1`` of a sized :class:`Source`, in order.
+    """The examples `start .. start + count - 1` of a sized `Source`, in order.
+
+    Args:
+        source: a `Source` whose `num_examples` is known.
+        start: int, the first example.
+        count: int >= 1.
+
+    Returns:
+        A `Source` of `count` examples.
 
     Raises:
         ValueError: when the range is empty or runs past the source's end.
 
     Example:
-        >>> part = slice_source(load_source("digits"), 100, 50)
-        >>> part.num_examples
-        50
+    ```python
+    from keras_mae.data.sources import load_source, slice_source
+    part = slice_source(load_source("digits"), 100, 50)
+    part.num_examples  # 50
+    ```
     """
     if source.num_examples is None:
         raise ValueError(f"cannot slice {source.name!r}: its size is unknown")
@@ -175,26 +226,37 @@ def slice_source(source, start, count):
 
 
 def subset_source(source, count, seed=0):
-    """``count`` examples of a labelled :class:`Source` read by index, drawn at random per class.
+    """`count` examples of a labelled `Source` read by index, drawn at random per class.
 
-    Each class keeps ``count // K`` examples (K classes; the first ``count %
-    K`` classes one more), drawn from ``seed``, in their original order: the
+    Each class keeps `count // K` examples (K classes; the first `count %
+    K` classes one more), drawn from `seed`, in their original order: the
     "10% of the labels" split of semi-supervised studies.
+
+    Args:
+        source: a labelled `Source` read by index (arrays, `.npz` files,
+            digits, folders).
+        count: int >= 1, the examples kept.
+        seed: int, the draw.
+
+    Returns:
+        A `Source` of `count` examples.
 
     Raises:
         ValueError: when the source is not read by index, has no labels, or a
             class has fewer examples than it must keep.
 
     Example:
-        >>> part = subset_source(load_source("digits"), 100, seed=0)
-        >>> part.num_examples
-        100
+    ```python
+    from keras_mae.data.sources import load_source, subset_source
+    part = subset_source(load_source("digits"), 100, seed=0)
+    part.num_examples  # 100
+    ```
     """
     if source.table is None or "labels" not in source.table:
         raise ValueError(f"a labelled subset needs a labelled source read by index (arrays, "
                          f".npz files, digits, folders); {source.name!r} is not")
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"count must be a positive int, got {count!r}")
+        raise ValueError(f"count must be a positive int. Received: count={count!r}")
     labels = np.asarray(source.table["labels"])
     classes = np.unique(labels)
     rng = np.random.RandomState(seed)
@@ -216,7 +278,7 @@ def subset_source(source, count, seed=0):
 
 def _from_string(source, split, data_dir):
     if not source.strip():
-        raise ValueError(f"source must not be empty, got {source!r}")
+        raise ValueError(f"source must not be empty. Received: source={source!r}")
     if source == "digits":
         return _digits(split)
     if source.startswith("tfds:"):
@@ -224,8 +286,8 @@ def _from_string(source, split, data_dir):
     if "," in source:
         paths = [p.strip() for p in source.split(",")]
         if not all(p.endswith(".npz") for p in paths):
-            raise ValueError(f"a comma-separated source must list .npz files, "
-                             f"got {source!r}")
+            raise ValueError(f"a comma-separated source must list .npz files. "
+                             f"Received: source={source!r}")
         return _npz(paths)
     path = os.path.expanduser(source)
     if os.path.isfile(path):
@@ -236,9 +298,8 @@ def _from_string(source, split, data_dir):
     if _is_tfds_name(source):
         return _tfds(source, split, data_dir)
     if source.endswith(".npz") or os.sep in source:
-        raise ValueError(f"path not found: {source!r}")
-    raise ValueError(f"unknown source {source!r}: not 'digits', an existing "
-                     ".npz file or directory, or a registered TFDS name")
+        raise UnknownSourceError(source, "no such file or folder")
+    raise UnknownSourceError(source, "no such file or folder, and not a registered TFDS name")
 
 
 def from_arrays(x, y=None, name="arrays"):
@@ -251,12 +312,15 @@ def from_arrays(x, y=None, name="arrays"):
         name: name recorded in the Source.
 
     Returns:
-        A :class:`Source` with ``num_classes = max(y) + 1`` when labelled.
+        A `Source` with `num_classes = max(y) + 1` when labelled.
 
     Example:
-        >>> src = from_arrays(np.zeros((4, 5, 5), np.uint8), np.arange(4))
-        >>> src.image_shape, src.num_classes
-        ((5, 5, 1), 4)
+    ```python
+    import numpy as np
+    from keras_mae.data.sources import from_arrays
+    src = from_arrays(np.zeros((4, 5, 5), np.uint8), np.arange(4))
+    src.image_shape, src.num_classes  # ((5, 5, 1), 4)
+    ```
     """
     x = _to_uint8(np.asarray(x), name)
     elements = {"images": x}
@@ -264,13 +328,13 @@ def from_arrays(x, y=None, name="arrays"):
     if y is not None:
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(x):
-            raise ValueError(f"labels of {name} must have shape ({len(x)},), got "
-                             f"{y.shape}")
+            raise ValueError(f"labels of {name} must have shape ({len(x)},). "
+                             f"Received: y.shape={y.shape}")
         if not np.issubdtype(y.dtype, np.integer) and not (
                 np.issubdtype(y.dtype, np.floating) and np.all(y == np.round(y))):
-            raise ValueError(f"labels of {name} must be integers, got dtype {y.dtype}")
+            raise ValueError(f"labels of {name} must be integers. Received: y.dtype={y.dtype}")
         if y.min() < 0:
-            raise ValueError(f"labels of {name} must be >= 0, got {int(y.min())}")
+            raise ValueError(f"labels of {name} must be >= 0. Received: min(y)={int(y.min())}")
         elements["labels"] = y.astype(np.int64)
         num_classes = int(y.max()) + 1
     table = {key: tf.convert_to_tensor(value) for key, value in elements.items()}
@@ -283,23 +347,23 @@ def _to_uint8(x, name):
         x = x[..., None]
     if x.ndim != 4:
         raise ValueError(f"images of {name} must have rank 4 (N, H, W, C) or 3 "
-                         f"(N, H, W), got shape {x.shape}")
+                         f"(N, H, W). Received: x.shape={x.shape}")
     if x.shape[0] == 0 or 0 in x.shape[1:]:
-        raise ValueError(f"images of {name} are empty: shape {x.shape}")
+        raise ValueError(f"images of {name} must not be empty. Received: x.shape={x.shape}")
     if x.dtype == np.uint8:
         return x
     if x.dtype == np.bool_ or not (np.issubdtype(x.dtype, np.integer)
                                    or np.issubdtype(x.dtype, np.floating)):
         raise ValueError(f"images of {name} must be uint8, integers in [0, 255] "
-                         f"or floats in [0, 1], got dtype {x.dtype}")
+                         f"or floats in [0, 1]. Received: x.dtype={x.dtype}")
     low, high = x.min(), x.max()
     if np.issubdtype(x.dtype, np.floating):
         if not (np.isfinite(low) and np.isfinite(high) and 0 <= low and high <= 1):
-            raise ValueError(f"float images of {name} must lie in [0, 1], got "
+            raise ValueError(f"float images of {name} must lie in [0, 1]. Received: "
                              f"values in [{low}, {high}]")
         return np.round(x * 255.0).astype(np.uint8)
     if low < 0 or high > 255:
-        raise ValueError(f"integer images of {name} must lie in [0, 255], got "
+        raise ValueError(f"integer images of {name} must lie in [0, 255]. Received: "
                          f"values in [{low}, {high}]")
     return x.astype(np.uint8)
 
@@ -313,8 +377,8 @@ def _digits(split):
     ranges = {"train": slice(0, DIGITS_TRAIN_SIZE),
               "test": slice(DIGITS_TRAIN_SIZE, None), "all": slice(None)}
     if split not in ranges:
-        raise ValueError(f"split for 'digits' must be one of {sorted(ranges)}, "
-                         f"got {split!r}")
+        raise ValueError(f"split for 'digits' must be one of {sorted(ranges)}. "
+                         f"Received: split={split!r}")
     digits = load_digits()
     images = np.round(digits.images[ranges[split]] * (255.0 / 16.0)).astype(np.uint8)
     images = np.repeat(images[..., None], 3, axis=-1)
@@ -383,7 +447,16 @@ def _directory(path, skip_bad_images=False):
 
 
 def crop_element(element, crop_box):
-    """``element`` with its image cut to ``crop_box(shape)`` (unchanged when None)."""
+    """`element` with its image cut to `crop_box(shape)` (unchanged when None).
+
+    Args:
+        element: dict with `"images"`, a (H, W, C) tensor.
+        crop_box: None, or a function from the image's shape to an int32 box
+            `(top, left, height, width)`.
+
+    Returns:
+        dict, `element` with the window of its image.
+    """
     if crop_box is None:
         return element
     image = element["images"]
@@ -413,19 +486,19 @@ def _tfds(name, split, data_dir):
         raise ValueError(f"TFDS source {name!r} needs tensorflow-datasets "
                          "installed") from err
     if not _is_tfds_name(name):
-        raise ValueError(f"unknown TFDS dataset {name!r}")
+        raise UnknownSourceError(f"tfds:{name}", f"{name!r} is not a registered TFDS name")
     where = data_dir or "the default TFDS data_dir (~/tensorflow_datasets)"
     try:
         ds, info = tfds.load(name, split=split, data_dir=data_dir, download=False,
                              with_info=True, try_gcs=False)
     except (AssertionError, FileNotFoundError, tfds.core.DatasetNotFoundError,
             OSError) as err:
-        raise ValueError(
+        raise NotPreparedError(
             f"TFDS dataset {name!r} (split {split!r}) is not prepared in {where}. "
             f"Prepare it first on a machine with network access, e.g. "
             f"`tfds build {name} --data_dir <dir>` or "
             f"`tfds.builder({name!r}, data_dir=<dir>).download_and_prepare()`, "
-            f"then pass data_dir=<dir>. ({err})") from err
+            f"then pass data_dir=<dir>. ({err})", name, split, data_dir) from err
     except ValueError as err:
         raise ValueError(f"cannot load TFDS dataset {name!r} with split "
                          f"{split!r} from {where}: {err}") from err
@@ -502,12 +575,12 @@ def _from_dataset(ds):
         label_key = next((k for k in ("labels", "label") if k in spec), None)
         if image_key is None:
             raise ValueError("a dict dataset must have an 'images' or 'image' "
-                             f"entry, got keys {sorted(spec)}")
+                             f"entry. Received: keys={sorted(spec)}")
         image_spec = spec[image_key]
         pick = lambda e: (e[image_key], e[label_key] if label_key else None)
     elif isinstance(spec, tuple):
         if len(spec) != 2:
-            raise ValueError("a tuple dataset must yield (images, labels), got "
+            raise ValueError("a tuple dataset must yield (images, labels). Received: "
                              f"{len(spec)} components")
         image_spec, label_key = spec[0], "labels"
         pick = lambda image, label: (image, label)
@@ -515,14 +588,14 @@ def _from_dataset(ds):
         image_spec, label_key = spec, None
         pick = lambda image: (image, None)
     else:
-        raise ValueError(f"unsupported dataset element spec {spec!r}")
+        raise ValueError(f"unsupported dataset element spec. Received: element_spec={spec!r}")
     rank = image_spec.shape.rank
     if rank not in (2, 3):
-        raise ValueError("dataset images must be unbatched (H, W, C) or (H, W), "
-                         f"got element shape {image_spec.shape}")
+        raise ValueError("dataset images must be unbatched (H, W, C) or (H, W). "
+                         f"Received: element shape {image_spec.shape}")
     if not (image_spec.dtype.is_integer or image_spec.dtype.is_floating) \
             or image_spec.dtype == tf.bool:
-        raise ValueError(f"dataset images must be numeric, got {image_spec.dtype}")
+        raise ValueError(f"dataset images must be numeric. Received: dtype={image_spec.dtype}")
 
     def normalise(*element):
         image, label = pick(*element)

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_mae.config import attention_kernel, flash_attention_argument
 from keras_mae.layers.token_dense import TokenDense
 
 
@@ -13,8 +14,9 @@ class MultiHeadSelfAttention(keras.layers.Layer):
     One `Dense(3 * D)` projection (with bias) produces queries, keys and values,
     laid out `[q | k | v]` with heads contiguous inside each, then scaled
     dot-product attention (`keras.ops.dot_product_attention`, fused where the
-    backend has it) and an output `Dense(D)`. Two CPU paths differ: PyTorch
-    in 16-bit floats uses `explicit_attention`, and JAX uses
+    backend has it) and an output `Dense(D)`. The kernel is
+    `keras_mae.config.attention_kernel`'s choice; by default two CPU paths
+    differ: PyTorch in 16-bit floats uses `explicit_attention`, and JAX uses
     `attention_keeping_weights`, the same values with less memory kept for
     the backward pass.
 
@@ -61,12 +63,15 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         length = x.shape[1]
         qkv = ops.reshape(self.qkv(x), (-1, length, 3, self.num_heads, self.head_dim))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-        if _explicit_is_faster(x):
+        kernel = attention_kernel(x)
+        if kernel == "explicit":
             out = explicit_attention(q, k, v)
-        elif _keep_weights_only():
+        elif kernel == "keep_weights":
             out = attention_keeping_weights(q, k, v)
         else:
-            out = ops.dot_product_attention(q, k, v, flash_attention=_flash_attention())
+            out = ops.dot_product_attention(
+                q, k, v, flash_attention=flash_attention_argument()
+            )
         return self.proj(ops.reshape(out, (-1, length, self.hidden_dim)))
 
     def compute_output_shape(self, input_shape):
@@ -105,13 +110,9 @@ def attention_keeping_weights(q, k, v):
     weights `P`, `dV = P^T dO`, `dS = P * (dP - rowsum(dP * P)) / sqrt(d)`
     for `dP = dO V^T`, then `dQ = dS K`, `dK = dS^T Q`. XLA otherwise keeps
     the scores and two elementwise results of them, three `(B, H, N, N)`
-    tensors per block; here it keeps `P`. Measured on JAX, 2-core CPU, tiny
-    config, batch 128: XLA's buffers for the training step 924.8 MB ->
-    844.1 MB, the same losses, steps no slower (three pairs alternated:
-    1.21, 1.35 and 1.25 s against 1.29, 1.36 and 1.51 s); in mixed
-    bfloat16 1.51 and 1.65 s against 1.51 and 1.58 s. On TensorFlow with
-    XLA the steps were mixed (0.88 and 0.90 s against 1.02 and 0.85 s)
-    and its memory was already at Hugging Face's, so it keeps the fused op.
+    tensors per block; here it keeps `P`. The values are those of
+    `explicit_attention`. It saves memory on JAX with a CPU, where
+    `keras_mae.config` picks it; measured by `benchmarks/peak_memory.py`.
 
     Args:
         q, k, v: `(B, N, H, d)`.
@@ -141,34 +142,3 @@ def attention_keeping_weights(q, k, v):
 
     return attend(q, k, v)
 
-
-def _keep_weights_only():
-    """Whether to use `attention_keeping_weights`: on JAX with a CPU (where it was measured)."""
-    if keras.backend.backend() != "jax":
-        return False
-    import jax
-
-    return jax.default_backend() == "cpu"
-
-
-def _flash_attention():
-    """`flash_attention` for `ops.dot_product_attention`: False on PyTorch, else None (auto).
-
-    PyTorch's `scaled_dot_product_attention` picks its fastest kernel itself
-    (flash on a GPU); Keras' own check before it builds a pybind object that
-    `torch.compile` cannot trace, one graph break per attention layer.
-    """
-    return False if keras.backend.backend() == "torch" else None
-
-
-def _explicit_is_faster(x):
-    """Whether to avoid PyTorch's fused attention: on its CPU kernel in 16-bit floats.
-
-    Measured on a 2-core CPU (tiny config, batch 128, mixed_bfloat16): the
-    fused kernel's backward took 450 ms of a 1.08 s step; with
-    `explicit_attention` the step ran 195-203 img/s instead of 134-138. In
-    float32 the fused kernel is the faster (117-121 vs 108-119 img/s), so it
-    stays; GPUs and the other backends keep `ops.dot_product_attention`.
-    """
-    return (keras.backend.backend() == "torch" and getattr(x.device, "type", None) == "cpu"
-            and keras.backend.standardize_dtype(x.dtype) in ("bfloat16", "float16"))

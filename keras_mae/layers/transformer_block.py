@@ -2,10 +2,10 @@
 
 import keras
 
-from keras_mae.layers.token_dense import TokenDense
-
+from keras_mae.config import remat_mode
 from keras_mae.layers.attention import MultiHeadSelfAttention
 from keras_mae.layers.drop_path import DropPath
+from keras_mae.layers.token_dense import TokenDense
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
@@ -17,25 +17,15 @@ class TransformerBlock(keras.layers.Layer):
     (1e-6 in the official MAE, 1e-12 in the Hugging Face port) and optional
     stochastic depth on both residual branches.
 
-    On JAX and TensorFlow the two LayerNorms and the GELU are recomputed in
-    the backward pass (Keras' `RematScope`: "full" for the norms,
-    "activations" for `fc1`) instead of keeping their intermediates: XLA
-    kept three `(B * N, 4D)` tensors per block for the erf GELU and several
-    `(B, N, D)` ones per LayerNorm. Tiny config, batch 128, 2-core CPU,
-    runs alternated:
-
-    - JAX: XLA's buffers for the training step 9.77 -> 7.05 MiB per image,
-      steps of 1.14 and 1.20 s before, 1.11 and 1.12 s after;
-    - TensorFlow with XLA: peak memory 15.30 -> 5.25 MiB per image, steps
-      of 0.73 and 0.81 s before, 0.78 and 0.81 s after; without XLA the
-      step is 8% slower (1.18 and 1.23 s -> 1.30 and 1.31 s).
-
-    Tracing and compiling take longer: this repository's model and layer
-    tests took 31-39 s instead of 24-25 s on TensorFlow and 80 instead of
-    69 s on JAX.
-
-    PyTorch's compiled step recomputes them on its own and its eager kernels
-    keep only their inputs, so there nothing is recomputed.
+    Where `keras_mae.config.remat()` holds when the block is built (by
+    default on JAX and TensorFlow), the two LayerNorms and the GELU are
+    recomputed in the backward pass (Keras' `RematScope`: "full" for the
+    norms, "activations" for `fc1`) instead of keeping their intermediates,
+    which XLA keeps otherwise (three `(B * N, 4D)` tensors per block for the
+    erf GELU, several `(B, N, D)` ones per LayerNorm); tracing and compiling
+    then take longer. It is off by default on PyTorch, whose compiled step
+    recomputes them on its own and whose eager kernels keep only their
+    inputs. The memory saved is measured by `benchmarks/peak_memory.py`.
 
     Args:
         hidden_dim: int `D`.
@@ -79,19 +69,19 @@ class TransformerBlock(keras.layers.Layer):
         self.drop_path_rate = drop_path_rate
         self.seed = seed
         policy = self.dtype_policy
-        with keras.RematScope(mode=_remat("full")):
+        with keras.RematScope(mode=remat_mode("full")):
             self.norm1 = keras.layers.LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=policy, name="norm1"
             )
         self.attention = MultiHeadSelfAttention(
             hidden_dim, num_heads, dtype=policy, name="attention"
         )
-        with keras.RematScope(mode=_remat("full")):
+        with keras.RematScope(mode=remat_mode("full")):
             self.norm2 = keras.layers.LayerNormalization(
                 epsilon=layer_norm_epsilon, dtype=policy, name="norm2"
             )
         self.mlp_hidden_dim = int(hidden_dim * mlp_ratio)
-        with keras.RematScope(mode=_remat("activations")):
+        with keras.RematScope(mode=remat_mode("activations")):
             self.fc1 = TokenDense(
                 self.mlp_hidden_dim, activation="gelu", dtype=policy, name="fc1"
             )
@@ -127,7 +117,3 @@ class TransformerBlock(keras.layers.Layer):
         )
         return config
 
-
-def _remat(mode):
-    """`mode` on JAX and TensorFlow, where it saves memory (see `TransformerBlock`); None on PyTorch."""
-    return mode if keras.backend.backend() in ("jax", "tensorflow") else None

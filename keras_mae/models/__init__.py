@@ -12,4 +12,5 @@ from keras_mae.models.configs import mae_vit_small_patch8
 from keras_mae.models.configs import mae_vit_tiny_patch4
 from keras_mae.models.mae_decoder import MAEDecoder
 from keras_mae.models.masked_autoencoder import MaskedAutoencoder
+from keras_mae.models.task import Task
 from keras_mae.models.vit_encoder import ViTEncoder

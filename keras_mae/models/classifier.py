@@ -4,14 +4,15 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_mae.models.task import config_with_encoder, task_config, task_kwargs
-from keras_mae.models.vit_encoder import ViTEncoder
+from keras_mae.config import resolve_jit_compile
+from keras_mae.models.task import Task
+from keras_mae.optimizers import finetuning_adamw
 
 POOLINGS = ("avg", "cls")
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
-class ViTClassifier(keras.Model):
+class ViTClassifier(Task):
     """ViT encoder + pooling + linear head: `(B, H, W, C)` images -> `(B, classes)` logits.
 
     Pooling follows the official MAE classifier (`models_vit.py`):
@@ -81,7 +82,7 @@ class ViTClassifier(keras.Model):
         head_batch_norm=False,
         **kwargs,
     ):
-        super().__init__(**task_kwargs("ViTClassifier", encoder, kwargs))
+        super().__init__(encoder, **kwargs)
         if pooling not in POOLINGS:
             raise ValueError(f"`pooling` must be one of {POOLINGS}. Received: pooling={pooling!r}")
         if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
@@ -95,7 +96,6 @@ class ViTClassifier(keras.Model):
         self.head_batch_norm = bool(head_batch_norm)
 
         policy = self.dtype_policy
-        self.encoder = encoder
         self.hidden_dim = self.encoder.hidden_dim
         self.fc_norm = None
         if pooling == "avg":
@@ -121,7 +121,7 @@ class ViTClassifier(keras.Model):
         # first call holds all of its weights.
         self.build()
 
-    def compile(self, optimizer=None, loss=None, **kwargs):
+    def compile(self, optimizer=None, loss=None, jit_compile="auto", **kwargs):
         """As `keras.Model.compile`; by default the official fine-tuning optimizer and a logits loss.
 
         Without an optimizer it is `keras_mae.optimizers.finetuning_adamw`
@@ -131,14 +131,16 @@ class ViTClassifier(keras.Model):
         cross-entropy of the logits with integer labels
         (`SparseCategoricalCrossentropy(from_logits=True)`); soft (mixed)
         targets need `CategoricalCrossentropy(from_logits=True)`.
+        `jit_compile="auto"` (the default) is the fast mode of the backend
+        (`keras_mae.config.resolve_jit_compile`: XLA on JAX and on TensorFlow
+        with one replica, eager PyTorch); an explicit True or False is kept.
         """
         if optimizer is None:
-            from keras_mae.optimizers import finetuning_adamw
-
             optimizer = finetuning_adamw(self)
         if loss is None:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer=optimizer, loss=loss, **kwargs)
+        jit_compile = resolve_jit_compile(jit_compile)
+        super().compile(optimizer=optimizer, loss=loss, jit_compile=jit_compile, **kwargs)
 
     def build(self, input_shape=None):
         if self.built:
@@ -198,22 +200,13 @@ class ViTClassifier(keras.Model):
         return (input_shape[0], self.num_classes)
 
     def get_config(self):
-        return task_config(
-            self,
-            num_classes=self.num_classes,
-            pooling=self.pooling,
-            head_init_std=self.head_init_std,
-            head_batch_norm=self.head_batch_norm,
-        )
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config_with_encoder(config, legacy_encoder))
-
-
-def legacy_encoder(config):
-    """The encoder of a config saved with its arguments under `encoder_config`, popped."""
-    return ViTEncoder(**config.pop("encoder_config"), dtype=config.get("dtype"), name="encoder")
+        return {
+            **super().get_config(),
+            "num_classes": self.num_classes,
+            "pooling": self.pooling,
+            "head_init_std": self.head_init_std,
+            "head_batch_norm": self.head_batch_norm,
+        }
 
 
 class _FeatureModel(keras.Model):

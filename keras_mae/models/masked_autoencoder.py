@@ -5,69 +5,18 @@ import numpy as np
 from keras import ops
 
 from keras_mae import ops as mae_ops
+from keras_mae.config import resolve_jit_compile, torch_compiled_step
 from keras_mae.layers import RandomMasking
 from keras_mae.layers.random_masking import validate_mask_ratio
 from keras_mae.losses import MaskedReconstructionLoss
+from keras_mae.models import torch_step
+from keras_mae.models.inputs import images_from_batch
 from keras_mae.models.mae_decoder import MAEDecoder
-from keras_mae.models.task import config_with_encoder, task_config, task_kwargs
-from keras_mae.models.vit_encoder import ViTEncoder
-
-IMAGES_KEY = "images"
-# The `ViTEncoder` arguments that flat (legacy) MAE configs held.
-LEGACY_ENCODER_FIELDS = (
-    "image_size", "patch_size", "num_channels", "hidden_dim", "depth", "num_heads",
-    "mlp_ratio", "layer_norm_epsilon", "drop_path_rate",
-)
-# Pixels in [0, 1] normalised with the ImageNet mean and std lie within about
-# [-2.2, 2.7]; a larger magnitude means the images were not normalised.
-MAX_ABS_PIXEL = 20.0
-
-
-def images_from_batch(inputs):
-    """Returns the images of a batch: images, `(images, labels, ...)` or `{"images": ...}`."""
-    if isinstance(inputs, dict):
-        if IMAGES_KEY not in inputs:
-            raise ValueError(
-                f"A dict batch needs an {IMAGES_KEY!r} key. Received keys: {sorted(inputs)}"
-            )
-        return inputs[IMAGES_KEY]
-    if isinstance(inputs, (tuple, list)):
-        if not inputs:
-            raise ValueError("Received an empty tuple as a batch; expected images first.")
-        return inputs[0]
-    return inputs
-
-
-def check_pixel_values(images):
-    """Raises `ValueError` for non-finite or unnormalised pixels of a numpy batch.
-
-    Only concrete float numpy arrays are inspected (a cheap pass on the host):
-    tensors, as `fit` and traced functions see them, pass through untouched.
-    """
-    if not isinstance(images, np.ndarray) or images.size == 0:
-        return
-    if not np.issubdtype(images.dtype, np.floating):
-        return
-    finite = np.isfinite(images)
-    if not finite.all():
-        bad = images[~finite]
-        raise ValueError(
-            f"Images contain {bad.size} non-finite pixel value(s), e.g. {bad.flat[0]!r} "
-            f"(nan or inf). Received: shape={images.shape}"
-        )
-    peak = float(np.abs(images).max())
-    if peak > MAX_ABS_PIXEL:
-        raise ValueError(
-            f"Images hold pixel values up to {peak:g} in absolute value (max |x| > "
-            f"{MAX_ABS_PIXEL:g}): they look unnormalised (0-255?). Expected pixels in "
-            f"[0, 1] normalised with the ImageNet mean and std: "
-            f"(images / 255 - keras_mae.ops.IMAGENET_MEAN) / keras_mae.ops.IMAGENET_STD, "
-            f"as `keras_mae.data` produces."
-        )
-
+from keras_mae.models.task import Task
+from keras_mae.optimizers import pretraining_adamw
 
 @keras.saving.register_keras_serializable(package="keras_mae")
-class MaskedAutoencoder(keras.Model):
+class MaskedAutoencoder(Task):
     """Masked Autoencoder (He et al., 2021) with a ViT encoder.
 
     The encoder sees only the visible `(1 - mask_ratio)` of the patches; a
@@ -85,9 +34,10 @@ class MaskedAutoencoder(keras.Model):
     Args:
         encoder: a `ViTEncoder`, the backbone; the model uses (and trains)
             this object, whose config is nested in the model's.
-        decoder_hidden_dim, decoder_depth, decoder_num_heads: the decoder's
-            width, blocks and heads (its MLP ratio and LayerNorm epsilon are
-            the encoder's, as the official model).
+        decoder_hidden_dim: the decoder's width (its MLP ratio and LayerNorm
+            epsilon are the encoder's, as the official model).
+        decoder_depth: the decoder's number of blocks.
+        decoder_num_heads: the decoder's attention heads.
         mask_ratio: float in [0, 1), fraction of patches removed.
         norm_pix_loss: bool, regress per-patch normalised pixels.
         seed: int or None, seeds masking.
@@ -128,6 +78,8 @@ class MaskedAutoencoder(keras.Model):
         arXiv:2111.06377.
     """
 
+    input_argument = "inputs"
+
     def __init__(
         self,
         encoder,
@@ -139,13 +91,12 @@ class MaskedAutoencoder(keras.Model):
         seed=None,
         **kwargs,
     ):
-        super().__init__(**task_kwargs("MaskedAutoencoder", encoder, kwargs))
+        super().__init__(encoder, **kwargs)
         # Inputs keep their dtype at entry (the patch embedding casts the
         # pixels): under a mixed policy, explicit `noise` must not be rounded
         # to the compute dtype, where distinct values tie and change the mask.
         self.autocast = False
         policy = self.dtype_policy
-        self.encoder = encoder
         validate_mask_ratio(mask_ratio, encoder.num_patches)
         self.decoder_hidden_dim = decoder_hidden_dim
         self.decoder_depth = decoder_depth
@@ -188,8 +139,13 @@ class MaskedAutoencoder(keras.Model):
         self.decoder.build((None, 1 + self.num_visible, self.encoder.hidden_dim))
         self.built = True
 
-    def compile(self, optimizer=None, loss=None, **kwargs):
+    def compile(self, optimizer=None, loss=None, jit_compile="auto", **kwargs):
         """As `keras.Model.compile`; the MAE loss is built in, so `loss` must be None.
+
+        `jit_compile="auto"` (the default) is the fast mode of the backend
+        (`keras_mae.config.resolve_jit_compile`: XLA on JAX and on TensorFlow
+        with one replica, this model's own compiled step on PyTorch); an
+        explicit True or False is kept.
 
         Without an optimizer it is the official pretraining AdamW
         (`keras_mae.optimizers.pretraining_adamw`: torch's update rule, betas
@@ -205,10 +161,11 @@ class MaskedAutoencoder(keras.Model):
                 f"compile it without `loss`. Received: loss={loss!r}"
             )
         if optimizer is None:
-            from keras_mae.optimizers import pretraining_adamw
-
             optimizer = pretraining_adamw(self)
-        super().compile(optimizer=optimizer, **kwargs)
+        jit_compile = resolve_jit_compile(
+            jit_compile, own_torch_step=torch_compiled_step(self)
+        )
+        super().compile(optimizer=optimizer, jit_compile=jit_compile, **kwargs)
 
     def make_train_function(self, force=False):
         """Keras' train function; on PyTorch with `jit_compile=True`, one compiled forward graph.
@@ -216,21 +173,12 @@ class MaskedAutoencoder(keras.Model):
         See `keras_mae.models.torch_step`: the masking noise is drawn before
         the graph, which then compiles without breaks.
         """
-        from keras_mae.models import torch_step
-
         if (keras.backend.backend() != "torch" or not self.jit_compile
-                or not torch_step.supports_compiled_step(self)):
+                or not torch_compiled_step(self)):
             return super().make_train_function(force)
         if self.train_function is None or force:
             self.train_function = torch_step.make_compiled_train_function(self)
         return self.train_function
-
-    def __call__(self, *args, **kwargs):
-        # Concrete numpy batches are checked here, before Keras converts them
-        # to tensors; tensors (fit, jit tracing) are not inspected.
-        inputs = args[0] if args else kwargs.get("inputs")
-        check_pixel_values(images_from_batch(inputs))
-        return super().__call__(*args, **kwargs)
 
     def call(self, inputs, noise=None, mask_ratio=None, training=None):
         patches = self.encoder.patchify(images_from_batch(inputs))
@@ -263,28 +211,12 @@ class MaskedAutoencoder(keras.Model):
         return loss
 
     def get_config(self):
-        return task_config(
-            self,
-            decoder_hidden_dim=self.decoder_hidden_dim,
-            decoder_depth=self.decoder_depth,
-            decoder_num_heads=self.decoder_num_heads,
-            mask_ratio=self.mask_ratio,
-            norm_pix_loss=self.norm_pix_loss,
-            seed=self.seed,
-        )
-
-    @classmethod
-    def from_config(cls, config):
-        return cls(**config_with_encoder(config, legacy_encoder))
-
-
-def legacy_encoder(config):
-    """The encoder of a config saved with flat encoder arguments, popped from `config`.
-
-    Files written before the encoder became an argument held its fields
-    (`hidden_dim`, `depth`, ...) beside the decoder's; they load unchanged
-    (the weight layout is the same).
-    """
-    arguments = {key: config.pop(key) for key in LEGACY_ENCODER_FIELDS if key in config}
-    return ViTEncoder(**arguments, seed=config.get("seed"), dtype=config.get("dtype"),
-                      name="encoder")
+        return {
+            **super().get_config(),
+            "decoder_hidden_dim": self.decoder_hidden_dim,
+            "decoder_depth": self.decoder_depth,
+            "decoder_num_heads": self.decoder_num_heads,
+            "mask_ratio": self.mask_ratio,
+            "norm_pix_loss": self.norm_pix_loss,
+            "seed": self.seed,
+        }

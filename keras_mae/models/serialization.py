@@ -1,14 +1,20 @@
-"""What every keras_mae model shares: the base of its config, its weights by path below it."""
+"""What every keras_mae model shares: the base of its config, its weights by path below it.
+
+Model configs carry `keras_mae.formats.FORMAT_VERSION` (`base_config`) and are
+checked against it when read (`config_arguments`).
+"""
 
 import keras
 
+from keras_mae.formats import FORMAT_VERSION, check_format_version
 
 def base_config(model):
-    """`name`, `trainable` and `dtype` of a subclassed `keras.Model`, as `get_config` needs them.
+    """`name`, `trainable`, `dtype` and `format_version` of a subclassed `keras.Model`'s config.
 
     A subclassed model's `get_config` must start from these so that
     `from_config` rebuilds it with the same name and dtype policy (mixed
-    precision included); the model then adds its own arguments.
+    precision included) and knows the layout it reads
+    (`config_arguments`); the model then adds its own arguments.
 
     Args:
         model: a `keras.Model`.
@@ -26,7 +32,29 @@ def base_config(model):
         "name": model.name,
         "trainable": model.trainable,
         "dtype": keras.saving.serialize_keras_object(model.dtype_policy),
+        "format_version": FORMAT_VERSION,
     }
+
+
+def config_arguments(cls, config):
+    """The constructor arguments in a saved model config: a copy without its format version.
+
+    Args:
+        cls: the model class, named in the error of a version this code cannot read.
+        config: dict from the model's `get_config`.
+
+    Returns:
+        dict.
+
+    Example:
+    ```python
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config_arguments(cls, config))
+    ```
+    """
+    check_format_version(config, f"The saved {cls.__name__} config")
+    return {key: value for key, value in config.items() if key != "format_version"}
 
 
 def weights_below(layer):

@@ -1,70 +1,82 @@
-"""What every task built on a `ViTEncoder` shares: the check of its encoder, its config."""
+"""The base class of the models built on a `ViTEncoder` (keras-hub's `Task` pattern)."""
 
 import keras
 
-from keras_mae.models.serialization import base_config
+from keras_mae.models.inputs import check_call_inputs
+from keras_mae.models.serialization import base_config, config_arguments
 from keras_mae.models.vit_encoder import ViTEncoder
+from keras_mae.presets import PresetMethods
 
 
-def task_kwargs(task_name, encoder, kwargs):
-    """The model arguments of a task on `encoder`: its dtype policy unless one is given.
+class Task(PresetMethods, keras.Model):
+    """A model on a `ViTEncoder` object, which it shares rather than copies.
 
-    Raises `ValueError` before anything is built when `encoder` is not a
-    `ViTEncoder`, or when a given policy differs from the encoder's (a task
-    and its encoder compute in one precision).
+    What the tasks (`MaskedAutoencoder`, `ViTClassifier`) share: the check of
+    the encoder and the dtype policy (a task computes in its encoder's),
+    the encoder nested in the config (`get_config` / `from_config`), the
+    pixel check of concrete numpy inputs in `__call__`, a `.keras` file that
+    loads compiled as it was saved (`compile_from_config`), and
+    `from_preset` / `save_to_preset` (`keras_mae.presets.PresetMethods`).
+    A subclass adds its own arguments to `get_config`.
 
     Args:
-        task_name: str, the task's class name, for messages.
-        encoder: the `encoder` argument.
-        kwargs: dict of the task's other model arguments (`name`, `dtype`).
+        encoder: a `keras_mae.models.ViTEncoder`.
+        **kwargs: `keras.Model` arguments (`name`, `dtype`: the encoder's
+            policy when not given).
 
-    Returns:
-        A new dict of `kwargs` with `"dtype"` set.
+    Raises:
+        ValueError: before anything is built, when `encoder` is not a
+            `ViTEncoder`, or a given dtype policy differs from the encoder's.
 
     Example:
     ```python
-    def __init__(self, encoder, **kwargs):
-        super().__init__(**task_kwargs("MyTask", encoder, kwargs))
+    class MeanToken(Task):
+        def call(self, images):
+            return keras.ops.mean(self.encoder(images)[:, 1:], axis=1)
     ```
     """
-    if not isinstance(encoder, ViTEncoder):
-        raise ValueError(
-            f"{task_name}: `encoder` must be a keras_mae.models.ViTEncoder. "
-            f"Received: encoder={encoder!r}"
-        )
-    kwargs = dict(kwargs)
-    policy = keras.dtype_policies.get(kwargs.get("dtype") or encoder.dtype_policy)
-    if policy.name != encoder.dtype_policy.name:
-        raise ValueError(
-            f"{task_name}: the dtype policy {policy.name!r} differs from its encoder's "
-            f"{encoder.dtype_policy.name!r}; build the encoder with the policy you want "
-            "(`ViTEncoder(..., dtype=...)` or `encoder.copy(dtype=...)`)."
-        )
-    kwargs["dtype"] = policy
-    return kwargs
 
+    abstract = True  # `Task.from_preset` loads tasks only
 
-def task_config(task, **fields):
-    """A task's `get_config`: name, dtype, trainable, its encoder's nested config, `fields`."""
-    return {**base_config(task), "encoder": keras.saving.serialize_keras_object(task.encoder),
-            **fields}
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.abstract = False
 
+    def __init__(self, encoder, **kwargs):
+        name = type(self).__name__
+        if not isinstance(encoder, ViTEncoder):
+            raise ValueError(
+                f"{name}: `encoder` must be a keras_mae.models.ViTEncoder. "
+                f"Received: encoder={encoder!r}"
+            )
+        policy = keras.dtype_policies.get(kwargs.get("dtype") or encoder.dtype_policy)
+        if policy.name != encoder.dtype_policy.name:
+            raise ValueError(
+                f"{name}: the dtype policy {policy.name!r} differs from its encoder's "
+                f"{encoder.dtype_policy.name!r}; build the encoder with the policy you want "
+                "(`ViTEncoder(..., dtype=...)` or `encoder.copy(dtype=...)`)."
+            )
+        super().__init__(**{**kwargs, "dtype": policy})
+        self.encoder = encoder
 
-def config_with_encoder(config, legacy_encoder):
-    """A copy of a task's saved config holding its encoder object, for `from_config`.
+    def __call__(self, *args, **kwargs):
+        check_call_inputs(args, kwargs, self.input_argument)
+        return super().__call__(*args, **kwargs)
 
-    Args:
-        config: dict from `task_config` (the encoder nested), or of an older
-            layout without an `"encoder"` key.
-        legacy_encoder: function of the copied config that pops the older
-            layout's encoder fields and returns the `ViTEncoder` they describe.
+    input_argument = "images"  # the name of `call`'s first argument
 
-    Returns:
-        dict of the task's constructor arguments.
-    """
-    config = dict(config)
-    if "encoder" in config:
+    def compile_from_config(self, config):
+        # Keras' own skips models whose `compile` is overridden; the tasks'
+        # `compile` takes everything Keras saves.
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
+    def get_config(self):
+        return {**base_config(self), "encoder": keras.saving.serialize_keras_object(self.encoder)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = config_arguments(cls, config)
         config["encoder"] = keras.saving.deserialize_keras_object(config["encoder"])
-    else:
-        config["encoder"] = legacy_encoder(config)
-    return config
+        return cls(**config)

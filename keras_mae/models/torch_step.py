@@ -10,12 +10,10 @@ with `fullgraph=True`, whose backward AOTAutograd compiles as well; the
 optimizer update is Keras' own, compiled on its own (graph breaks in a
 user's optimizer are allowed there; the recipes' AdamW has none).
 
-Measured (tiny config, batch 128, 2-core CPU, two runs an hour apart):
-199.4 and 174.5 img/s against 181.5 and 148.9 for eager PyTorch in float32,
-410.2 and 306.1 against 292.6 and 200.1 in bfloat16; peak memory 4.50 and
-5.13 MiB per image, 0.73x and 0.99x Hugging Face's. The first step compiles
-for 25-100 s on that CPU. A compiled `fit` (2 epochs, tiny model) gave the
-eager losses within 1e-5 and weights within 1e-4.
+A compiled `fit` gives the losses and weights of an eager one
+(`tests/test_compiled_step.py`). The first step takes long to compile; later
+steps are faster than eager PyTorch, as `benchmarks/train_throughput.py`
+measures.
 
 Example:
 ```python
@@ -29,22 +27,13 @@ model.fit(np.random.rand(16, 32, 32, 3).astype("float32"), batch_size=8, verbose
 
 import keras
 
-
-def supports_compiled_step(model):
-    """Whether `model`'s forward draws no randomness but the masking noise.
-
-    Stochastic depth (`drop_path_rate > 0`) would draw inside the graph; such
-    models keep Keras' own compiled step.
-    """
-    return not model.encoder.drop_path_rate
+from keras_mae import keras_internals
+from keras_mae.models.inputs import check_pixel_values, images_from_batch
 
 
 def make_compiled_train_function(model):
     """Returns Keras' `train_function(data)` for `model`, with the forward and loss compiled."""
     import torch
-
-    from keras_mae import keras_internals
-    from keras_mae.models.masked_autoencoder import check_pixel_values, images_from_batch
 
     def forward_loss(x, y, sample_weight, noise):
         y_pred = model(x, noise=noise, training=True)

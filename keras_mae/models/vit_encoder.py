@@ -6,12 +6,13 @@ from keras import ops
 
 from keras_mae import ops as mae_ops
 from keras_mae.layers import PatchEmbedding, SinCosPositionEmbedding, TransformerBlock
-from keras_mae.models.serialization import base_config, weights_below
-from keras_mae.pos_embed import interpolate_pos_embed
+from keras_mae.models.inputs import check_call_inputs
+from keras_mae.models.serialization import base_config, config_arguments, weights_below
+from keras_mae.presets import PresetMethods
 
 
 @keras.saving.register_keras_serializable(package="keras_mae")
-class ViTEncoder(keras.Model):
+class ViTEncoder(PresetMethods, keras.Model):
     """Vision Transformer encoder with a class token and sin-cos positions.
 
     Called on images, it runs on all patches (no masking) and returns the
@@ -204,6 +205,10 @@ class ViTEncoder(keras.Model):
             x = block(x, training=training)
         return self.norm(x) if apply_norm else x
 
+    def __call__(self, *args, **kwargs):
+        check_call_inputs(args, kwargs, "images")
+        return super().__call__(*args, **kwargs)
+
     def call(self, images, training=None):
         return self.encode_tokens(self.embed_patches(self.patchify(images)), training=training)
 
@@ -249,7 +254,7 @@ class ViTEncoder(keras.Model):
         ```
         """
         config = self.get_config()
-        for key in ("name", "trainable", "dtype"):
+        for key in ("name", "trainable", "dtype", "format_version"):
             config.pop(key)
         changes = {"image_size": image_size, "drop_path_rate": drop_path_rate, "seed": seed,
                    "trainable_positions": trainable_positions}
@@ -262,7 +267,7 @@ class ViTEncoder(keras.Model):
         for name, variable in target.relative_weights().items():
             value = keras.ops.convert_to_numpy(source[name])
             if name == "position_embedding/table" and value.shape != tuple(variable.shape):
-                value = interpolate_pos_embed(value, target.grid, old_grid=self.grid)
+                value = mae_ops.interpolate_pos_embed(value, target.grid, old_grid=self.grid)
             variable.assign(value)
         return target
 
@@ -284,3 +289,7 @@ class ViTEncoder(keras.Model):
             }
         )
         return config
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config_arguments(cls, config))

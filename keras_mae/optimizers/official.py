@@ -35,7 +35,9 @@ def pretraining_adamw(model, learning_rate=1.5e-4, weight_decay=0.05, beta_1=0.9
     Args:
         model: the built model whose `trainable_variables` are grouped.
         learning_rate: float or schedule (default: the base rate, batch 256).
-        weight_decay, beta_1, beta_2: the official values by default.
+        weight_decay: the official value by default.
+        beta_1: the official value by default.
+        beta_2: the official value by default.
         **kwargs: other `keras_mae.optimizers.AdamW` arguments
             (`gradient_accumulation_steps`, ...).
 
@@ -55,7 +57,10 @@ def finetuning_adamw(model, learning_rate=1e-3, weight_decay=0.05, layer_decay=0
     Args:
         model: the built classifier (its `encoder.depth` sets the layers).
         learning_rate: float or schedule (default: the base rate, batch 256).
-        weight_decay, layer_decay, beta_1, beta_2: the official values by default.
+        weight_decay: the official value by default.
+        layer_decay: the official value by default.
+        beta_1: the official value by default.
+        beta_2: the official value by default.
         **kwargs: other `LayerDecayAdamW` arguments.
 
     Returns:

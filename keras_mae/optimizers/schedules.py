@@ -73,9 +73,8 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
     selects with `ops.where`:
 
     - on PyTorch, Keras' branch is data-dependent control flow: under
-      `torch.compile` it breaks the optimizer update into 11 graphs (10
-      breaks), 3.65 ms against 1.75 ms for an AdamW update of 150 64x64
-      variables on a 2-core CPU, and `fullgraph=True` refuses it (tested);
+      `torch.compile` it breaks the optimizer update into many graphs, a
+      slower update, and `fullgraph=True` refuses it (`tests/test_optimizers.py`);
     - on JAX, `ops.cond` takes scalar steps only, so a whole schedule cannot
       be evaluated (plotted) in one call; ours takes an array of steps;
     - it takes the MAE arguments (absolute `min_lr`), and returns `min_lr`
