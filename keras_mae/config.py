@@ -140,6 +140,7 @@ def choices(**values):
 
     Example:
     ```python
+    import keras_mae
     with keras_mae.config.choices(remat=False, attention_kernel="explicit"):
         model = keras_mae.models.mae_vit_tiny_patch4()
     ```

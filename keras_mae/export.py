@@ -162,6 +162,11 @@ def float32_copy(model):
 
     Example:
     ```python
+    import keras_mae
+    from keras_mae.export import export_model, float32_copy
+    encoder = keras_mae.models.ViTEncoder(image_size=16, patch_size=8, hidden_dim=16, depth=1,
+                                          num_heads=2, dtype="mixed_bfloat16")
+    classifier = keras_mae.models.ViTClassifier(encoder, num_classes=3)
     export_model(float32_copy(classifier), "export", formats=("onnx",))
     ```
     """
@@ -218,6 +223,7 @@ def check_formats(formats, backend=None):
 
     Example:
     ```python
+    from keras_mae.export import check_formats
     check_formats("saved_model,onnx".split(","), backend="jax")  # ("saved_model", "onnx")
     ```
     """

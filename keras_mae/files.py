@@ -31,6 +31,9 @@ def atomic_path(path):
 
     Example:
     ```python
+    import keras_mae
+    from keras_mae.files import atomic_path
+    model = keras_mae.models.mae_vit_tiny_patch4(depth=1, decoder_depth=1)
     with atomic_path("runs/a/model.keras") as tmp:
         model.save(tmp)
     ```
@@ -62,6 +65,10 @@ def atomic_folder(path, overwrite=False):
 
     Example:
     ```python
+    import os
+    import keras_mae
+    from keras_mae.files import atomic_folder
+    model = keras_mae.models.mae_vit_tiny_patch4(depth=1, decoder_depth=1)
     with atomic_folder("runs/a/preset", overwrite=True) as tmp:
         model.save_weights(os.path.join(tmp, "model.weights.h5"))
     ```

@@ -29,6 +29,7 @@ def check_format_version(saved, source):
 
     Example:
     ```python
+    from keras_mae.formats import check_format_version
     check_format_version({"format_version": 1}, "preset/config.json")  # 1
     check_format_version({}, "preset/config.json")  # 1
     ```

@@ -75,8 +75,8 @@ def save_to_preset(model, directory, overwrite=False):
     ```python
     import keras_mae
     model = keras_mae.models.mae_vit_tiny_patch4(depth=1, decoder_depth=1)
-    keras_mae.presets.save_to_preset(model, "/tmp/mae_tiny")
-    same = keras_mae.presets.from_preset("/tmp/mae_tiny")
+    keras_mae.presets.save_to_preset(model, "mae_tiny")
+    same = keras_mae.presets.from_preset("mae_tiny")
     ```
     """
     from keras_mae import __version__
@@ -148,7 +148,9 @@ def from_preset(directory, **overrides):
 
     Example:
     ```python
-    model = keras_mae.presets.from_preset("/tmp/mae_tiny", mask_ratio=0.9)
+    import keras_mae
+    keras_mae.presets.save_to_preset(keras_mae.models.mae_vit_tiny_patch4(depth=1), "mae_tiny")
+    model = keras_mae.presets.from_preset("mae_tiny", mask_ratio=0.9)
     ```
     """
     config, _ = load_preset_config(directory)
@@ -182,9 +184,9 @@ class PresetMethods:
     ```python
     import keras_mae
     mae = keras_mae.models.mae_vit_tiny_patch4(depth=1, decoder_depth=1)
-    mae.save_to_preset("/tmp/mae_tiny_preset")
-    encoder = keras_mae.models.ViTEncoder.from_preset("/tmp/mae_tiny_preset")
-    classifier = keras_mae.models.ViTClassifier.from_preset("/tmp/mae_tiny_preset", num_classes=10)
+    mae.save_to_preset("mae_tiny_preset")
+    encoder = keras_mae.models.ViTEncoder.from_preset("mae_tiny_preset")
+    classifier = keras_mae.models.ViTClassifier.from_preset("mae_tiny_preset", num_classes=10)
     ```
     """
 

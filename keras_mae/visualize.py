@@ -116,6 +116,9 @@ NORM_PIX_CAPTION = ("norm_pix model: a hidden patch is drawn with the mean and v
 CAPTION_LINE = 12
 """Pixels per caption line of `save_png`."""
 
+CAPTION_HEIGHT = 4 + 3 * CAPTION_LINE
+"""Pixels of the caption strip `save_png` adds below an image given `caption` (three lines at most)."""
+
 TITLE_HEIGHT = 28
 """Pixels of the title strip `save_png` adds above an image given `titles` (two text lines)."""
 
@@ -142,7 +145,7 @@ def _title_strip(width, titles):
 
 
 def _caption_strip(width, caption):
-    """A white PIL image with `caption` wrapped to `width`, `CAPTION_LINE` pixels a line."""
+    """A white `(CAPTION_HEIGHT, width)` PIL image with `caption` wrapped to `width` (three lines at most)."""
     from PIL import Image, ImageDraw
 
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
@@ -153,9 +156,9 @@ def _caption_strip(width, caption):
             lines.append(word)
         else:
             lines[-1] = trial
-    strip = Image.new("RGB", (width, 4 + CAPTION_LINE * len(lines)), (255, 255, 255))
+    strip = Image.new("RGB", (width, CAPTION_HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
-    for k, line in enumerate(lines):
+    for k, line in enumerate(lines[:3]):
         draw.text((4, 2 + CAPTION_LINE * k), line, fill=(0, 0, 0))
     return strip
 
@@ -170,7 +173,8 @@ def save_png(image, path, scale=1, titles=None, caption=None):
         titles: optional column titles, drawn in a white strip of
             `TITLE_HEIGHT` pixels above the (scaled) image, one per
             equal-width column.
-        caption: optional text, wrapped in a white strip below the image.
+        caption: optional text, wrapped in a white strip of `CAPTION_HEIGHT`
+            pixels below the image.
 
     Returns:
         `path`.

@@ -81,21 +81,6 @@ def test_layer_decay_multipliers_on_real_paths():
     assert len(multipliers) == 2 + 1 + 2 * 12 + 4
 
 
-def test_keras_round_trip(tmp_path):
-    for pooling, batch_norm in (("avg", False), ("cls", True)):
-        model = ViTClassifier(tiny_encoder(), 3, pooling=pooling,
-                              head_batch_norm=batch_norm, head_init_std=0.5)
-        images = random_images(2, size=16)
-        path = str(tmp_path / f"{pooling}.keras")
-        model.save(path)
-        loaded = keras.saving.load_model(path)
-        assert isinstance(loaded, ViTClassifier)
-        assert loaded.get_config() == model.get_config()
-        assert isinstance(loaded.encoder, ViTEncoder) and loaded.encoder.depth == 2
-        np.testing.assert_allclose(to_numpy(loaded(images)), to_numpy(model(images)),
-                                   rtol=1e-6, atol=1e-6)
-
-
 def test_other_image_size_interpolates_positions():
     encoder = tiny_encoder()
     model = ViTClassifier(encoder.copy(image_size=24), 2)

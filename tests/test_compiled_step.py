@@ -44,3 +44,16 @@ def test_stochastic_depth_keeps_the_keras_step():
     model.compile(optimizer="adamw", jit_compile=True)
     assert getattr(model.make_train_function(), "compiled_forward", None) is None
     assert not keras_mae.config.torch_compiled_step(model)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="the PyTorch step")
+def test_many_models_in_one_process_each_compile_their_own_step():
+    """Dynamo's recompile limit counts per code object: each model's step has its own."""
+    import torch
+
+    x = random_images(4, size=16)
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for seed in range(2):  # one more than the limit
+            model = tiny_mae(image_size=16, patch_size=4, depth=1, seed=seed)
+            model.compile(jit_compile=True)
+            assert np.isfinite(float(model.train_on_batch(x)))

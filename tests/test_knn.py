@@ -170,3 +170,29 @@ def test_recipe_reports_knn_before_and_on_the_epochs_it_runs(tmp_path, capsys):
     assert any("knn monitor    off" in line for line in off)
     with pytest.raises(ValueError, match="--knn-every-epochs must be an int >= 0"):
         pretrain.validate(PretrainConfig(knn_every_epochs=-1))
+
+
+def test_average_pooling_leaves_the_class_token_out():
+    from conftest import random_images, tiny_mae
+
+    model = tiny_mae()
+    images = random_images(3)
+    tokens = keras.ops.convert_to_numpy(model.encoder(images, training=False))
+    for pooling, want in (("avg", tokens[:, 1:].mean(axis=1)), ("cls", tokens[:, 0])):
+        monitor = callbacks.KNNMonitor(images, [0, 1, 2], images, [0, 1, 2], pooling=pooling)
+        monitor.set_model(model)
+        np.testing.assert_allclose(monitor.features(images), want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("reference", [10, 5000])
+def test_recipe_queries_are_never_in_the_reference(reference):
+    """Taken from one split, the two sets are disjoint: no query can find itself."""
+    config = PretrainConfig(dataset="digits", knn_every_epochs=1, knn_reference=reference,
+                            knn_queries=200)
+    source = load_source("digits", split="train")
+    monitor, _ = pretrain.knn_monitor(config, source, 3, 1)
+    ref = monitor.reference_images.reshape(len(monitor.reference_images), -1)
+    queries = monitor.query_images.reshape(len(monitor.query_images), -1)
+    assert len(ref) == min(reference, source.num_examples - len(queries)) and len(queries) > 0
+    rows = {row.tobytes() for row in ref}  # the digits split holds no two equal images
+    assert not any(row.tobytes() in rows for row in queries)

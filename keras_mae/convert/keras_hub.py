@@ -494,9 +494,9 @@ def save_keras_hub_preset(
     from keras_mae.convert import save_keras_hub_preset
     encoder = ViTEncoder(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4)
     encoder.build()
-    save_keras_hub_preset(encoder, "/tmp/mae_vit_preset")
+    save_keras_hub_preset(encoder, "mae_vit_preset")
     classifier = keras_hub.models.ViTImageClassifier.from_preset(
-        "/tmp/mae_vit_preset", num_classes=10)
+        "mae_vit_preset", num_classes=10)
     classifier.predict(np.random.randint(0, 256, (2, 48, 48, 3)), verbose=0).shape  # (2, 10)
     ```
     """

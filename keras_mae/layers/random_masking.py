@@ -112,6 +112,7 @@ class RandomMasking(keras.layers.Layer):
 
         Example:
         ```python
+        from keras_mae.layers import RandomMasking
         noise = RandomMasking(0.75, seed=0).draw_noise(2, 64)  # (2, 64)
         ```
         """

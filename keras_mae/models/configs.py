@@ -68,6 +68,7 @@ def split_arguments(**arguments):
 
     Example:
     ```python
+    from keras_mae.models import split_arguments
     split_arguments(hidden_dim=64, depth=2, mask_ratio=0.9, seed=0)
     # ({"hidden_dim": 64, "depth": 2, "seed": 0}, {"mask_ratio": 0.9, "seed": 0})
     ```
@@ -92,6 +93,7 @@ def from_arguments(task_class=MaskedAutoencoder, **arguments):
 
     Example:
     ```python
+    from keras_mae.models import from_arguments
     model = from_arguments(image_size=32, patch_size=8, hidden_dim=32, depth=2, num_heads=4,
                            decoder_hidden_dim=16, decoder_depth=1, decoder_num_heads=2)
     ```

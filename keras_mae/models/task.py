@@ -30,6 +30,8 @@ class Task(PresetMethods, keras.Model):
 
     Example:
     ```python
+    import keras
+    from keras_mae.models import Task
     class MeanToken(Task):
         def call(self, images):
             return keras.ops.mean(self.encoder(images)[:, 1:], axis=1)

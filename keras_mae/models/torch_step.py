@@ -25,10 +25,29 @@ model.fit(np.random.rand(16, 32, 32, 3).astype("float32"), batch_size=8, verbose
 ```
 """
 
+import itertools
+import types
+
 import keras
 
 from keras_mae import keras_internals
 from keras_mae.models.inputs import check_pixel_values, images_from_batch
+
+
+_COUNTER = itertools.count()
+
+
+def own_code(function):
+    """`function` with a code object of its own.
+
+    Dynamo keeps compiled graphs on the code object and counts its
+    recompilations against `torch._dynamo.config.recompile_limit` (8); the
+    step functions of every model would otherwise share one code object, and
+    the ninth model of a process would fail to compile (`fullgraph=True`).
+    """
+    code = function.__code__.replace(co_name=f"{function.__name__}_{next(_COUNTER)}")
+    return types.FunctionType(code, function.__globals__, code.co_name, function.__defaults__,
+                              function.__closure__)
 
 
 def make_compiled_train_function(model):
@@ -39,13 +58,13 @@ def make_compiled_train_function(model):
         y_pred = model(x, noise=noise, training=True)
         return keras_internals.training_loss(model, x, y, y_pred, sample_weight), y_pred
 
-    compiled = torch.compile(forward_loss, fullgraph=True)
+    compiled = torch.compile(own_code(forward_loss), fullgraph=True)
 
     def update(gradients, weights):
         with torch.no_grad():
             model.optimizer.apply(gradients, weights)
 
-    compiled_update = torch.compile(update)
+    compiled_update = torch.compile(own_code(update))
 
     def train_function(data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data[0])
