@@ -36,12 +36,6 @@ import sys
 # `keep_heap()` before anything imports Keras, and restarts itself on it.
 
 ATTENTION_KERNELS = ("fused", "explicit", "keep_weights")
-_ENV = {
-    "attention_kernel": "KERAS_MAE_ATTENTION",
-    "remat": "KERAS_MAE_REMAT",
-    "torch_compiled_step": "KERAS_MAE_TORCH_COMPILED_STEP",
-    "keep_heap": "KERAS_MAE_KEEP_HEAP",
-}
 _SET = {}  # choice -> value given to a setter; absent: the environment, then "auto"
 
 
@@ -64,8 +58,13 @@ def _kernel(value, name):
                      f"Received: {name}={value!r}")
 
 
-_PARSE = {"attention_kernel": _kernel, "remat": _switch,
-          "torch_compiled_step": _switch, "keep_heap": _switch}
+# choice -> (its environment variable, the parser of its values)
+_CHOICES = {
+    "attention_kernel": ("KERAS_MAE_ATTENTION", _kernel),
+    "remat": ("KERAS_MAE_REMAT", _switch),
+    "torch_compiled_step": ("KERAS_MAE_TORCH_COMPILED_STEP", _switch),
+    "keep_heap": ("KERAS_MAE_KEEP_HEAP", _switch),
+}
 
 
 def setting(choice):
@@ -78,16 +77,22 @@ def setting(choice):
     Returns:
         `"auto"`, a bool, or (for the attention kernel) a kernel name.
     """
-    if choice not in _ENV:
-        raise ValueError(f"Unknown choice. Expected one of {sorted(_ENV)}. Received: choice={choice!r}")
+    _check_names([choice])
     if choice in _SET:
         return _SET[choice]
-    variable = _ENV[choice]
-    return _PARSE[choice](os.environ.get(variable, "auto"), variable)
+    variable, parse = _CHOICES[choice]
+    return parse(os.environ.get(variable, "auto"), variable)
+
+
+def _check_names(names):
+    unknown = sorted(set(names) - set(_CHOICES))
+    if unknown:
+        raise ValueError(f"Unknown choices. Expected some of {sorted(_CHOICES)}. "
+                         f"Received: {unknown}")
 
 
 def _set(choice, value):
-    _SET[choice] = _PARSE[choice](value, choice)
+    _SET[choice] = _CHOICES[choice][1](value, choice)
 
 
 def set_attention_kernel(kernel):
@@ -145,15 +150,11 @@ def choices(**values):
         model = keras_mae.models.mae_vit_tiny_patch4()
     ```
     """
-    setters = {"attention_kernel": set_attention_kernel, "remat": set_remat,
-               "torch_compiled_step": set_torch_compiled_step, "keep_heap": set_keep_heap}
-    unknown = sorted(set(values) - set(setters))
-    if unknown:
-        raise ValueError(f"Unknown choices {unknown}. Expected some of {sorted(setters)}.")
+    _check_names(values)
     before = {name: _SET[name] for name in values if name in _SET}
     try:
         for name, value in values.items():
-            setters[name](value)
+            _set(name, value)
         yield
     finally:
         for name in values:

@@ -203,7 +203,7 @@ class PresetMethods:
                 raise ValueError(f"{cls.__name__}.from_preset takes no arguments for the encoder of "
                                  f"a {type(model).__name__} preset. Received: {sorted(kwargs)}")
             return encoder
-        if getattr(cls, "abstract", False):
+        if cls.__dict__.get("abstract", False):
             raise ValueError(f"{directory!r} holds a {type(model).__name__}; load it with a "
                              f"task class (e.g. keras_mae.models.ViTClassifier.from_preset).")
         return cls(encoder, **kwargs)

@@ -123,6 +123,18 @@ TITLE_HEIGHT = 28
 """Pixels of the title strip `save_png` adds above an image given `titles` (two text lines)."""
 
 
+def _wrap(draw, text, width):
+    """`text`'s words in lines of at most `width` pixels as `draw` measures them."""
+    lines = [""]
+    for word in text.split():
+        trial = f"{lines[-1]} {word}".strip()
+        if lines[-1] and draw.textlength(trial) > width:
+            lines.append(word)
+        else:
+            lines[-1] = trial
+    return lines
+
+
 def _title_strip(width, titles):
     """A white `(TITLE_HEIGHT, width)` PIL image with `titles` centred over equal columns."""
     from PIL import Image, ImageDraw
@@ -131,16 +143,9 @@ def _title_strip(width, titles):
     draw = ImageDraw.Draw(strip)
     column = width / len(titles)
     for j, title in enumerate(titles):
-        lines, words = [""], title.split()
-        for word in words:  # wrap onto a second line when the column is narrow
-            trial = f"{lines[-1]} {word}".strip()
-            if lines[-1] and draw.textlength(trial) > column - 4:
-                lines.append(word)
-            else:
-                lines[-1] = trial
-        for k, line in enumerate(lines[:2]):
+        for k, line in enumerate(_wrap(draw, title, column - 4)[:2]):
             x = j * column + (column - draw.textlength(line)) / 2
-            draw.text((max(x, j * column), 2 + 12 * k), line, fill=(0, 0, 0))
+            draw.text((max(x, j * column), 2 + CAPTION_LINE * k), line, fill=(0, 0, 0))
     return strip
 
 
@@ -148,17 +153,9 @@ def _caption_strip(width, caption):
     """A white `(CAPTION_HEIGHT, width)` PIL image with `caption` wrapped to `width` (three lines at most)."""
     from PIL import Image, ImageDraw
 
-    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
-    lines = [""]
-    for word in caption.split():
-        trial = f"{lines[-1]} {word}".strip()
-        if lines[-1] and measure.textlength(trial) > width - 8:
-            lines.append(word)
-        else:
-            lines[-1] = trial
     strip = Image.new("RGB", (width, CAPTION_HEIGHT), (255, 255, 255))
     draw = ImageDraw.Draw(strip)
-    for k, line in enumerate(lines[:3]):
+    for k, line in enumerate(_wrap(draw, caption, width - 8)[:3]):
         draw.text((4, 2 + CAPTION_LINE * k), line, fill=(0, 0, 0))
     return strip
 

@@ -5,7 +5,6 @@ still compiled. A new example that fails names its docstring.
 """
 
 import ast
-import os
 import pathlib
 import re
 
@@ -67,4 +66,3 @@ def test_docstring_example(key, tmp_path, monkeypatch):
 def test_not_run_lists_only_existing_examples():
     assert set(NOT_RUN) <= set(EXAMPLES)
     assert len(EXAMPLES) > 80
-    assert os.path.isdir(ROOT / "keras_mae")

@@ -155,6 +155,12 @@ def schedule_summary(config, optimizer, peak):
             "as_lr_sched": bool(np.allclose(rates, official, rtol=1e-5, atol=peak * 1e-6))}
 
 
+def adamw_settings(optimizer):
+    """An AdamW's betas, epsilon and gradient clipping (None: none)."""
+    return {"betas": (optimizer.beta_1, optimizer.beta_2), "epsilon": optimizer.epsilon,
+            "clipnorm": optimizer.clipnorm or optimizer.global_clipnorm}
+
+
 def decay_by_kind(model, optimizer):
     """Whether the optimizer decays each kind of trainable variable (kernel, bias, ...)."""
     kinds = {}
@@ -399,9 +405,9 @@ def compile_defaults(model):
     """The optimizer `model.compile()` (a built model) picks without arguments, as numbers."""
     model.compile()
     optimizer = model.optimizer
+    betas_epsilon = {k: v for k, v in adamw_settings(optimizer).items() if k != "clipnorm"}
     summary = {"learning_rate": float(keras.ops.convert_to_numpy(optimizer.learning_rate)),
-               "betas": (optimizer.beta_1, optimizer.beta_2), "epsilon": optimizer.epsilon,
-               "weight_decay": optimizer.weight_decay}
+               **betas_epsilon, "weight_decay": optimizer.weight_decay}
     if hasattr(optimizer, "layer_decay"):
         summary["layer_decay"] = optimizer.layer_decay
     return summary
@@ -495,9 +501,7 @@ ROWS = [
     Row("pretrain.adamw", {"betas": (0.9, 0.95), "epsilon": 1e-8, "clipnorm": None},
         f"{MAE} main_pretrain.py:L180 (torch.optim.AdamW(betas=(0.9, 0.95)), torch's eps 1e-8), "
         f"engine_pretrain.py:L57 (no clip_grad); {PAPER}, Table 8",
-        lambda: {"betas": (pretraining()[2].beta_1, pretraining()[2].beta_2),
-                 "epsilon": pretraining()[2].epsilon,
-                 "clipnorm": pretraining()[2].clipnorm or pretraining()[2].global_clipnorm}),
+        lambda: adamw_settings(pretraining()[2])),
     Row("pretrain.weight_decay_groups",
         {"kernel": True, "bias": False, "gamma": False, "beta": False, "cls_token": True,
          "mask_token": True},
@@ -571,9 +575,7 @@ ROWS = [
     Row("finetune.adamw", {"betas": (0.9, 0.999), "epsilon": 1e-8, "clipnorm": None},
         f"{MAE} main_finetune.py:L287 (torch.optim.AdamW defaults), L61 (--clip_grad None); "
         f"{PAPER}, Table 9",
-        lambda: {"betas": (finetuning()[2].beta_1, finetuning()[2].beta_2),
-                 "epsilon": finetuning()[2].epsilon,
-                 "clipnorm": finetuning()[2].clipnorm or finetuning()[2].global_clipnorm}),
+        lambda: adamw_settings(finetuning()[2])),
     Row("finetune.weight_decay_groups",
         {"kernel": True, "bias": False, "gamma": False, "beta": False, "cls_token": False,
          "table": False},

@@ -38,11 +38,8 @@ class Task(PresetMethods, keras.Model):
     ```
     """
 
-    abstract = True  # `Task.from_preset` loads tasks only
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        cls.abstract = False
+    abstract = True  # read off this class only: `Task.from_preset` loads tasks, builds none
+    input_argument = "images"  # the name of `call`'s first argument
 
     def __init__(self, encoder, **kwargs):
         name = type(self).__name__
@@ -64,8 +61,6 @@ class Task(PresetMethods, keras.Model):
     def __call__(self, *args, **kwargs):
         check_call_inputs(args, kwargs, self.input_argument)
         return super().__call__(*args, **kwargs)
-
-    input_argument = "images"  # the name of `call`'s first argument
 
     def compile_from_config(self, config):
         # Keras' own skips models whose `compile` is overridden; the tasks'
