@@ -9,8 +9,8 @@ images/s (the median round) and keras_mae over Hugging Face per dtype:
   patches; `LayerDecayAdamW` (layer decay 0.75, weight decay 0.05, none on
   biases, norms, the class token and positions); cross-entropy on soft
   labels (`CategoricalCrossentropy(from_logits=True)`); compiled as the
-  recipe compiles (`parse_jit_compile("auto")`: XLA on TensorFlow and JAX,
-  eager PyTorch), on JAX with glibc's heap kept as the recipe restarts
+  recipe and a plain `compile` do (`jit_compile="auto"`, resolved by
+  `keras_mae.config.resolve_jit_compile`: XLA on TensorFlow and JAX, eager PyTorch), on JAX with glibc's heap kept as the recipe restarts
   itself (`recipes.common.HEAP_KEPT_ENV`). Each backend runs in its own
   process (`--backends`).
 - Hugging Face: `ViTForImageClassification` of the same architecture (the
@@ -67,7 +67,6 @@ optimizer), Hugging Face's forward, backward and optimizer step
 """
 
 import argparse
-import importlib.metadata
 import json
 import os
 import re
@@ -79,7 +78,8 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 from benchmarks.machine import machine_info  # noqa: E402
-from benchmarks.train_throughput import median, median_round, peak_memory_mb  # noqa: E402
+from benchmarks.results import library_versions  # noqa: E402
+from benchmarks.train_throughput import median, median_round, peak_memory_mb, rotated  # noqa: E402
 from recipes.common import HEAP_KEPT_ENV, configured_backend  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -158,7 +158,7 @@ def keras_worker(model_name, batch, dtype, steps, warmup, profile=False):
     step = median(times)
     backend = keras.backend.backend()
     result = {"impl": f"keras_mae/{backend}", "model": model_name, "dtype": dtype, "batch": batch,
-              "jit_compile": jit_compile, "step_s": step, "images_per_s": batch / step,
+              "jit_compile": model.jit_compile, "step_s": step, "images_per_s": batch / step,
               "steps_s": times, "peak_memory_mb": peak_memory_mb(backend),
               "trainable_params": sum(int(np.prod(v.shape)) for v in model.trainable_variables)}
     if profile:
@@ -353,17 +353,6 @@ def profile_text(rows, last_round):
             f"{PROFILE_STEPS} steps:\n\n" + "\n".join(dict.fromkeys(lines)) + "\n")
 
 
-def versions():
-    found = {}
-    for name, package in (("Keras", "keras"), ("TensorFlow", "tensorflow"), ("JAX", "jax"),
-                          ("torch", "torch"), ("transformers", "transformers")):
-        try:
-            found[name] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return found
-
-
 NOTES = ("keras_mae: the recipe's ViTClassifier (mean of the patch tokens + fc_norm), drop path "
          "0.1, LayerDecayAdamW; Hugging Face: ViTForImageClassification (class token after its "
          "final LayerNorm, no drop path), torch.optim.AdamW over per-block lr groups; the same "
@@ -439,9 +428,7 @@ def main(argv=None):
     rounds, last_round = {job: [] for job in jobs}, {}
     for round_index in range(args.rounds):
         for m, d in dict.fromkeys((job[0], job[1]) for job in jobs):
-            group = [job for job in jobs if job[:2] == (m, d)]
-            shift = round_index % len(group)
-            for job in group[shift:] + group[:shift]:
+            for job in rotated([job for job in jobs if job[:2] == (m, d)], round_index):
                 batch = args.batch_size or MODELS[m]["batch"]
                 profile = (round_index == args.rounds - 1 and d == "float32" and not args.no_profile)
                 result = dict(run_job(job, batch, args.steps, args.warmup, args.timeout, profile),
@@ -479,7 +466,7 @@ def main(argv=None):
         path = write_section("finetune_throughput", "Fine-tuning step: keras_mae next to Hugging "
                              "Face ViTForImageClassification",
                              table + "\n" + NOTES + ("\n" + profile if profile else ""),
-                             command=command.strip(), versions=versions(),
+                             command=command.strip(), versions=library_versions(),
                              path=args.write_results or RESULTS)
         print(f"written {path}")
     return 0

@@ -24,7 +24,7 @@ Usage: `KERAS_BACKEND=jax python benchmarks/matmul_ceiling.py
 JSON line. `benchmarks/train_throughput.py` runs it on each backend next to
 the training steps.
 
-Measured: see the table in `benchmarks/train_throughput.py`.
+Measured with `benchmarks/train_throughput.py --ceilings`, in `benchmarks/RESULTS.md`.
 """
 
 import argparse

@@ -5,6 +5,7 @@ replaces it and leaves the other sections as they are.
 """
 
 import datetime
+import importlib.metadata
 import os
 import sys
 
@@ -14,6 +15,18 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "RESULTS.md")
 _HEADER = ("# Benchmark results\n\nEach section below is written by the benchmark it names, from "
            "that run's own output: the command, the date, the machine and the library versions "
            "come with every table.\n")
+
+
+def library_versions():
+    """name -> version of Keras, TensorFlow, JAX, torch and transformers, those installed."""
+    found = {}
+    for name, package in (("Keras", "keras"), ("TensorFlow", "tensorflow"), ("JAX", "jax"),
+                          ("torch", "torch"), ("transformers", "transformers")):
+        try:
+            found[name] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return found
 
 
 def machine_line(versions=None):

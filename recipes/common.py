@@ -17,8 +17,8 @@ from recipes.flags import str2bool
 
 # glibc's malloc kept on its heap (one arena, no mmap, no trim). XLA:CPU allocates a
 # training step's temporaries as one buffer at every step, which glibc otherwise maps
-# and unmaps each time (`benchmarks/train_throughput.py`: 233,000-255,000 page faults
-# and 0.4-0.5 s of system time a step at the tiny config; JAX 1.18-1.37x faster kept).
+# and unmaps each time; `benchmarks/train_throughput.py` (the `heap_kept` rows) measures
+# the page faults, the system time and the speed with and without.
 HEAP_KEPT_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_MAX_": "0",
                  "MALLOC_TRIM_THRESHOLD_": str(64 * 2**30)}
 

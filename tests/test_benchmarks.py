@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -111,6 +112,9 @@ def test_peak_memory_per_image_is_the_slope_over_half_a_batch(monkeypatch):
     result = peak_memory.measure("jax", "tiny32", steps=1, timeout=10)
     assert calls == [128, 64]
     assert result["mb_per_image"] == 3.0 and result["peak_mb"] == 1384.0
+    hf = dict(result, impl="hf_transformers/torch", mb_per_image=2.0)
+    table = peak_memory.markdown(["tiny32"], [result, hf])
+    assert "| tiny32 | keras_mae/jax | cpu_rss | 128 | 1384 | 3.00 | 1.50 |" in table
 
 
 @pytest.fixture
@@ -128,13 +132,28 @@ def one_block_setting(monkeypatch):
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
 def test_throughput_worker_trains_and_reports(one_block_setting, precision):
-    result = train_throughput.keras_worker(one_block_setting, steps=1, warmup=1,
-                                           variant="visible_only", precision=precision)
+    result = train_throughput.keras_worker(one_block_setting, steps=2, warmup=1,
+                                           variant="plain", precision=precision)
     assert result["impl"] == f"keras_mae/{keras.backend.backend()}" and result["batch"] == 2
-    assert result["precision"] == precision and result["images_per_s"] > 0
+    assert result["precision"] == precision and result["images_per_s"] == 2 / result["step_s"]
+    # the plain path resolves "auto" to the fast mode: XLA, jit, the MAE's compiled PyTorch step
+    assert result["jit_compile"] is True
     model = keras_mae.models.build("one_block")
     assert result["train_gflops_per_image"] == mae_train_flops(model) / 1e9
     assert result["peak_memory_mb"]["cpu_rss"] > 50
+    assert result["compile_extra_s"] >= 0 and result["page_faults_per_step"] >= 0
+
+
+def test_throughput_worker_keeps_an_explicit_mode(one_block_setting):
+    result = train_throughput.keras_worker(one_block_setting, steps=1, warmup=1, variant="jit_false")
+    assert result["jit_compile"] is False and result["variant"] == "jit_false"
+
+
+def test_timed_steps_separate_warm_up_from_steady_steps():
+    delays = iter([0.3, 0.01, 0.01, 0.02, 0.01])
+    timing = train_throughput.timed_steps(lambda: time.sleep(next(delays)), steps=4, warmup=1)
+    assert 0.01 <= timing["step_s"] < 0.1  # the median of the four steady steps
+    assert 0.2 < timing["compile_extra_s"] < 0.3  # the warm-up step less one steady step
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch",
@@ -155,85 +174,111 @@ def _row_name(impl):
     return impl.replace("ceiling/", "matmul_ceiling/") if impl.startswith("ceiling/") else f"keras_mae/{impl}"
 
 
-def test_throughput_table_ratios_and_model_flops_utilisation(monkeypatch, tmp_path, capsys):
-    rows = {"tensorflow": 300.0, "jax": 100.0, "torch": 150.0, "hf": 200.0,
-            "ceiling/tensorflow": 400.0, "ceiling/jax": 200.0, "ceiling/torch": 300.0}
+# images/s per (impl, variant) in the fake runs below
+_SPEEDS = {("tensorflow", "plain"): 300.0, ("tensorflow", "jit_true"): 300.0,
+           ("tensorflow", "jit_false"): 200.0, ("jax", "plain"): 100.0, ("jax", "heap_kept"): 120.0,
+           ("torch", "plain"): 150.0, ("torch", "jit_true"): 150.0, ("torch", "jit_false"): 180.0,
+           ("hf", "sdpa"): 200.0, ("hf", "eager_attention"): 250.0,
+           ("ceiling/tensorflow", "plain"): 400.0, ("ceiling/jax", "heap_kept"): 200.0,
+           ("ceiling/torch", "plain"): 300.0}
+
+
+def test_throughput_table_ratios_targets_and_model_flops_utilisation(monkeypatch, tmp_path, capsys):
     jobs = []
 
     def fake_run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
         impl, setting, variant = job
-        jobs.append(job)
-        name = _row_name(impl)
-        speed = rows[impl] + (50.0 if variant == "eager_attention" else 0.0)
-        result = {"impl": name, "setting": setting, "variant": variant, "images_per_s": speed}
-        if impl != "hf" and not impl.startswith("ceiling/"):
+        jobs.append((job, precision))
+        speed = _SPEEDS[(impl, variant)] * (2.0 if precision == "bfloat16" else 1.0)
+        result = {"impl": _row_name(impl), "setting": setting, "variant": variant,
+                  "images_per_s": speed, "step_s": 128 / speed, "compile_extra_s": 1.5}
+        if impl == "hf":
+            result["attention"] = "eager" if variant == "eager_attention" else "sdpa"
+        elif not impl.startswith("ceiling/"):
             result["train_gflops_per_image"] = 0.5
         return result
 
     monkeypatch.setattr(train_throughput, "run_job", fake_run_job)
-    output = tmp_path / "tp.json"
-    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--settings", "tiny32",
-                                     "--peak-tflops", "0.5", "--output", str(output)])
-    assert train_throughput.main() == 0
+    output, results = tmp_path / "tp.json", tmp_path / "RESULTS.md"
+    assert train_throughput.main(["--settings", "tiny32", "--precisions", "float32,bfloat16",
+                                  "--rounds", "1", "--ceilings", "--peak-tflops", "0.5",
+                                  "--output", str(output), "--write-results", str(results)]) == 0
     report = json.load(open(output))
-    summary = report["summary"]
+    float32, bfloat16 = report["groups"]
+    assert (float32["precision"], bfloat16["precision"]) == ("float32", "bfloat16")
+    summary = float32["summary"]
     # the reference is Hugging Face's faster attention (here the eager one, 250 img/s)
-    assert summary["tiny32_fastest_keras_over_hf"] == {
-        "backend": "keras_mae/tensorflow", "ratio": 1.2, "hf_attention": "eager_attention"}
-    # the products alone on every backend, JAX's with glibc's heap kept; the fastest bounds the machine
-    assert {job for job in jobs if job[0].startswith("ceiling/")} == {
-        ("ceiling/tensorflow", "tiny32", "visible_only"), ("ceiling/torch", "tiny32", "visible_only"),
+    assert summary["hf_attention"] == "eager"
+    assert summary["fastest_plain"] == {"impl": "keras_mae/tensorflow", "vs_hf": 1.2}
+    # the plain path against each backend's best explicit mode (PyTorch's eager is faster here)
+    assert summary["plain_over_best_explicit"]["keras_mae/tensorflow"] == {"ratio": 1.0, "best": "jit_true"}
+    assert summary["plain_over_best_explicit"]["keras_mae/torch"] == {"ratio": 150 / 180, "best": "jit_false"}
+    assert "keras_mae/jax" not in summary["plain_over_best_explicit"]  # no explicit JAX job
+    # every keras_mae backend leads with the plain path; the products alone only with --ceilings
+    keras_jobs = [job for job, precision in jobs if precision == "float32" and job[0] in ("tensorflow", "jax", "torch")]
+    assert [variant for impl, _, variant in keras_jobs if impl == "tensorflow"] == ["plain", "jit_true", "jit_false"]
+    assert {job for job, _ in jobs if job[0].startswith("ceiling/")} == {
+        ("ceiling/tensorflow", "tiny32", "plain"), ("ceiling/torch", "tiny32", "plain"),
         ("ceiling/jax", "tiny32", "heap_kept")}
-    assert summary["tiny32_matmul_ceiling"] == {"ceiling_over_hf": 1.6,
-                                                "fastest_keras_fraction_of_ceiling": 0.75,
-                                                "backend": "matmul_ceiling/tensorflow"}
-    # each row against its own backend's products: Hugging Face against PyTorch's
-    fractions = summary["tiny32_fraction_of_own_products"]
-    assert fractions["keras_mae/jax/visible_only"] == 0.5
-    assert fractions["keras_mae/tensorflow/visible_only"] == 0.75
-    assert fractions["hf_transformers/torch/eager_attention"] == 250.0 / 300.0
-    assert fractions["keras_mae/torch/keras_default"] == 0.5
-    by_impl = {r["impl"]: r for r in report["results"]}
+    rows = {(r["impl"], r["variant"]): r for r in float32["results"]}
+    assert rows[("keras_mae/jax", "plain")]["of_own_products"] == 0.5
+    assert rows[("hf_transformers/torch", "eager_attention")]["of_own_products"] == 250.0 / 300.0
     # 0.5 GFLOP per image x 300 img/s = 0.15 TFLOP/s = 30% of 0.5; HF counted with the same model FLOPs
-    assert abs(by_impl["keras_mae/tensorflow"]["mfu"] - 0.3) < 1e-12
-    hf_rows = [r for r in report["results"] if r["impl"] == "hf_transformers/torch"]
-    assert sorted(r["achieved_tflops"] for r in hf_rows) == [0.1, 0.125]
-    assert "MFU against 0.5 TFLOP/s" in capsys.readouterr().out
+    assert abs(rows[("keras_mae/tensorflow", "plain")]["mfu"] - 0.3) < 1e-12
+    assert rows[("hf_transformers/torch", "sdpa")]["achieved_tflops"] == 0.1
+    out = capsys.readouterr().out
+    assert "tiny32 float32: fastest plain path keras_mae/tensorflow 1.20x HF (eager); target 1.3x missed" in out
+    assert "keras_mae/torch: plain path 0.83x its best explicit mode (jit_false), NOT within 5%" in out
+    assert "keras_mae/tensorflow: plain path 1.00x its best explicit mode (jit_true), within 5%" in out
+    # the generated section: stamped, the table with the plain rows, the spread and compile seconds
+    text = results.read_text()
+    assert "<!-- begin train_throughput -->" in text and "--ceilings" in text
+    assert "| tiny32 | float32 | keras_mae/tensorflow | plain | - | 300.0 | 300.0-300.0 | 1.20 | 1.5 | 30.0% |" in text
     # the table records the CPU it ran on and its vector/matrix-unit flags
     flags = open("/proc/cpuinfo").read().split()
     assert report["machine"]["cpu"] and report["machine"]["cpus"] >= 1
     assert ("avx512_bf16" in report["machine"]["cpu_flags"]) == ("avx512_bf16" in flags)
 
 
-def test_throughput_rounds_report_each_jobs_median_round(monkeypatch, tmp_path):
-    calls = {}
+def test_throughput_rounds_rotate_and_report_each_jobs_median_round(monkeypatch, tmp_path):
+    calls, order = {}, []
 
     def fake_run_job(job, steps, warmup, timeout, batch=None, precision="float32"):
         impl, setting, variant = job
         calls[job] = calls.get(job, 0) + 1
-        if impl == "jax" and variant == "visible_only" and calls[job] == 2:
+        order.append(job)
+        if impl == "jax" and variant == "plain" and calls[job] == 2:
             return {"impl": "jax", "setting": setting, "variant": variant, "error": "timeout 10s"}
         # rounds 1, 2, 3 at 100, 300, 200 img/s times a per-implementation factor
         speed = {1: 100.0, 2: 300.0, 3: 200.0}[calls[job]] * (2.0 if impl == "tensorflow" else 1.0)
-        name = _row_name(impl)
-        return {"impl": name, "setting": setting, "variant": variant, "images_per_s": speed,
+        return {"impl": _row_name(impl), "setting": setting, "variant": variant, "images_per_s": speed,
                 "step_s": 1.0 / speed}
 
     monkeypatch.setattr(train_throughput, "run_job", fake_run_job)
     output = tmp_path / "tp.json"
-    monkeypatch.setattr("sys.argv", ["train_throughput.py", "--settings", "tiny32", "--rounds", "3",
-                                     "--output", str(output)])
-    assert train_throughput.main() == 0
+    assert train_throughput.main(["--settings", "tiny32", "--rounds", "3", "--output", str(output)]) == 0
     assert set(calls.values()) == {3}
+    jobs = train_throughput.job_list("tiny32")
+    # each round starts one job further on: every job leads a round in turn
+    assert order == jobs + jobs[1:] + jobs[:1] + jobs[2:] + jobs[:2]
     report = json.load(open(output))
-    rows = {(r["impl"], r["variant"]): r for r in report["results"]}
-    tf = rows[("keras_mae/tensorflow", "visible_only")]
+    rows = {(r["impl"], r["variant"]): r for r in report["groups"][0]["results"]}
+    tf = rows[("keras_mae/tensorflow", "plain")]
     assert tf["images_per_s"] == 400.0 and tf["step_s"] == 1 / 400.0 and tf["round"] == 2
     assert tf["rounds_images_per_s"] == [200.0, 600.0, 400.0]
     # a failed round is left out: the median of the two others (the upper one)
-    assert rows[("keras_mae/jax", "visible_only")]["rounds_images_per_s"] == [100.0, 200.0]
-    assert rows[("keras_mae/jax", "visible_only")]["images_per_s"] == 200.0
-    assert report["summary"]["tiny32_fastest_keras_over_hf"]["ratio"] == 2.0
+    assert rows[("keras_mae/jax", "plain")]["rounds_images_per_s"] == [100.0, 200.0]
+    assert rows[("keras_mae/jax", "plain")]["images_per_s"] == 200.0
+    assert report["groups"][0]["summary"]["fastest_plain"]["vs_hf"] == 2.0
+
+
+def test_throughput_refuses_unknown_settings_and_precisions(capsys):
+    for argv, message in ((["--settings", "tiny33"], "--settings: unknown setting 'tiny33'"),
+                          (["--precisions", "float16"], "--precisions: unknown 'float16'"),
+                          (["--rounds", "0"], "--rounds must be >= 1")):
+        with pytest.raises(SystemExit):
+            train_throughput.main(argv)
+        assert message in capsys.readouterr().err
 
 
 def test_heap_kept_variant_runs_its_worker_with_glibc_malloc_kept(monkeypatch):
@@ -247,7 +292,7 @@ def test_heap_kept_variant_runs_its_worker_with_glibc_malloc_kept(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(train_throughput.subprocess, "run", fake_run)
     assert train_throughput.run_job(("jax", "tiny32", "heap_kept"), 1, 1, 10) == {"impl": "keras_mae/jax"}
-    train_throughput.run_job(("jax", "tiny32", "visible_only"), 1, 1, 10)
+    train_throughput.run_job(("jax", "tiny32", "plain"), 1, 1, 10)
     kept, plain = seen
     assert kept["KERAS_BACKEND"] == plain["KERAS_BACKEND"] == "jax"
     assert {name: kept[name] for name in train_throughput.HEAP_KEPT_ENV} == train_throughput.HEAP_KEPT_ENV
@@ -264,7 +309,7 @@ def test_each_job_runs_on_its_own_backend(monkeypatch):
     monkeypatch.delenv("KERAS_BACKEND", raising=False)
     monkeypatch.setattr(train_throughput.subprocess, "run", fake_run)
     for impl in ("tensorflow", "jax", "ceiling/tensorflow", "ceiling/jax", "ceiling/torch", "hf"):
-        train_throughput.run_job((impl, "tiny32", "visible_only"), 1, 1, 10)
+        train_throughput.run_job((impl, "tiny32", "plain"), 1, 1, 10)
     assert seen == [("tensorflow", "tensorflow"), ("jax", "jax"), ("tensorflow", "ceiling/tensorflow"),
                     ("jax", "ceiling/jax"), ("torch", "ceiling/torch"), (None, "hf")]
 
