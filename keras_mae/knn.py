@@ -29,10 +29,12 @@ def knn_predict(reference, reference_labels, queries, num_classes, k=20, tempera
         `(M,)` int64 predicted labels.
 
     Example:
-    >>> import numpy as np
-    >>> ref = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
-    >>> knn_predict(ref, np.array([0, 0, 1]), np.array([[0.1, 1.0]]), 2, k=1).tolist()
-    [1]
+    ```python
+    import numpy as np
+    from keras_mae.knn import knn_predict
+    ref = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+    knn_predict(ref, np.array([0, 0, 1]), np.array([[0.1, 1.0]]), 2, k=1)  # [1]
+    ```
     """
     reference = np.asarray(reference, np.float32)
     queries = np.asarray(queries, np.float32)
@@ -55,12 +57,32 @@ def knn_predict(reference, reference_labels, queries, num_classes, k=20, tempera
     predictions = []
     for start in range(0, len(queries), chunk):
         similarity = queries[start:start + chunk] @ reference.T
-        nearest = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        nearest = nearest_indices(similarity, k)
         weights = np.exp(np.take_along_axis(similarity, nearest, axis=1) / temperature)
         votes = np.zeros((len(similarity), num_classes), np.float64)
         np.add.at(votes, (np.arange(len(similarity))[:, None], labels[nearest]), weights)
         predictions.append(np.argmax(votes, axis=1))
     return np.concatenate(predictions) if predictions else np.zeros((0,), np.int64)
+
+
+def nearest_indices(similarity, k):
+    """Column indices of the `k` largest entries of each row of `similarity`, in no particular order.
+
+    Args:
+        similarity: `(M, N)` floats.
+        k: int in `[1, N]`.
+
+    Returns:
+        `(M, k)` int64 indices.
+
+    Example:
+    ```python
+    import numpy as np
+    from keras_mae.knn import nearest_indices
+    nearest_indices(np.array([[0.1, 0.9, 0.5, 0.7]]), 2)  # [[3, 1]] (the order may vary)
+    ```
+    """
+    return np.argpartition(-similarity, k - 1, axis=1)[:, :k]
 
 
 def knn_accuracy(reference, reference_labels, queries, query_labels, num_classes, k=20,

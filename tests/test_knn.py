@@ -37,6 +37,75 @@ def test_cosine_not_euclidean_and_scale_free():
     assert knn.knn_accuracy(reference * 7, [0, 1], query * 3, [0], 2, k=1) == 1.0
 
 
+def _reference_knn(reference, labels, queries, num_classes, k, temperature):
+    """Weighted kNN written out: one query at a time, a full sort, torch's `F.normalize` (eps 1e-12)."""
+    unit = lambda v: v / max(np.linalg.norm(v), 1e-12)  # noqa: E731
+    reference = [unit(r) for r in np.asarray(reference, np.float64)]
+    predicted = []
+    for query in np.asarray(queries, np.float64):
+        similarity = np.array([unit(query) @ r for r in reference])
+        votes = np.zeros(num_classes)
+        for i in np.argsort(-similarity, kind="stable")[:k]:
+            votes[labels[i]] += math.exp(similarity[i] / temperature)
+        predicted.append(int(np.argmax(votes)))
+    return predicted
+
+
+def test_defaults_and_a_written_out_reference_agree_on_random_features():
+    rng = np.random.default_rng(0)
+    reference, queries = rng.normal(size=(300, 8)), rng.normal(size=(200, 8))
+    labels = rng.integers(0, 5, 300)
+    queries *= rng.uniform(1e-3, 1e3, (200, 1))  # norms far apart: only directions may count
+    expected = _reference_knn(reference, labels, queries, 5, k=20, temperature=0.07)
+    # the defaults are Wu et al.'s temperature 0.07 and DINO's k = 20
+    assert knn.knn_predict(reference, labels, queries, 5).tolist() == expected
+    # the data tells k and the temperature apart (the check above could not pass by chance)
+    assert _reference_knn(reference, labels, queries, 5, k=21, temperature=0.07) != expected
+    assert _reference_knn(reference, labels, queries, 5, k=20, temperature=0.105) != expected
+    # with a flat vote every one of the k nearest counts as much as the first: exactly those k vote
+    for k in (5, 20):
+        assert knn.knn_predict(reference, labels, queries, 5, k=k, temperature=100.0).tolist() == \
+            _reference_knn(reference, labels, queries, 5, k=k, temperature=100.0)
+    # chunks of queries change nothing; the accuracy is the share of agreeing labels
+    assert knn.knn_predict(reference, labels, queries, 5, chunk=7).tolist() == expected
+    assert knn.knn_accuracy(reference, labels, queries, expected, 5) == 1.0
+    # k larger than the reference set: every reference votes
+    assert knn.knn_predict(reference[:4], labels[:4], queries, 5, k=50).tolist() == \
+        _reference_knn(reference[:4], labels[:4], queries, 5, k=4, temperature=0.07)
+
+
+def test_the_k_nearest_are_exactly_the_k_most_similar():
+    # the k largest of 2,977 similarities, k = 66: a case where the k - 1 largest found by
+    # numpy's partition are not enough to leave the k-th among the first k
+    rng = np.random.default_rng(368)
+    n, k = int(rng.integers(100, 3000)), 2 * int(rng.integers(1, 100))
+    similarity = np.cos(np.pi * 0.9 * rng.permutation(n) / n).astype(np.float32)[None]
+    assert (n, k) == (2977, 66)
+    expected = set(np.argsort(-similarity[0], kind="stable")[:k].tolist())
+    assert set(knn.nearest_indices(similarity, k)[0].tolist()) == expected
+    assert set(np.argpartition(-similarity, k - 2, axis=1)[0, :k].tolist()) != expected
+
+
+def test_tiny_and_zero_features_are_normalised_as_torch_does():
+    rng = np.random.default_rng(1)
+    reference, labels = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    queries = rng.normal(size=(30, 4))
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    # a norm above torch's floor of 1e-12 is normalised to 1; a zero vector stays zero (all votes equal)
+    tiny = queries * 1.2e-12
+    expected = _reference_knn(reference, labels, queries, 3, k=20, temperature=0.07)
+    # divided by 1.5e-12 instead, the tiny queries would be 0.8 long: their votes as at T = 0.07 / 0.8
+    assert _reference_knn(reference, labels, queries, 3, 20, 0.07 / 0.8) != expected
+    assert knn.knn_predict(reference, labels, tiny, 3).tolist() == expected
+    unit_reference = reference / np.linalg.norm(reference, axis=1, keepdims=True)
+    assert knn.knn_predict(unit_reference * 1.2e-12, labels, queries, 3).tolist() == expected
+    zero = knn.knn_predict(reference, labels, np.zeros((1, 4)), 3, k=40)
+    assert zero.tolist() == [int(np.argmax(np.bincount(labels, minlength=3)))]
+    # no queries: an empty int64 result
+    empty = knn.knn_predict(reference, labels, np.zeros((0, 4)), 3)
+    assert empty.shape == (0,) and empty.dtype == np.int64
+
+
 def test_bad_arguments_are_named():
     ref, labels = np.ones((3, 2)), np.array([0, 1, 1])
     with pytest.raises(ValueError, match=r"\(3, 2\) and \(1, 5\)"):

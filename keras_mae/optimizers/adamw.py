@@ -47,13 +47,16 @@ class AdamW(keras.optimizers.AdamW):
             `gradient_accumulation_steps`, `name`, ...). `amsgrad` is not supported.
 
     Example:
-    >>> import numpy as np
-    >>> p = keras.Variable(np.ones((2, 2), "float32"))
-    >>> opt = AdamW(learning_rate=0.1, weight_decay=0.0)
-    >>> opt.apply([np.full((2, 2), 0.5, "float32")], [p])
-    >>> # step 1: m/b1 = g, sqrt(v)/sqrt(b2) = |g|, so p moves by lr * g / (|g| + eps)
-    >>> round(float(keras.ops.convert_to_numpy(p)[0, 0]), 6)
-    0.9
+    ```python
+    import keras
+    from keras_mae.optimizers import AdamW
+    import numpy as np
+    p = keras.Variable(np.ones((2, 2), "float32"))
+    opt = AdamW(learning_rate=0.1, weight_decay=0.0)
+    opt.apply([np.full((2, 2), 0.5, "float32")], [p])
+    # step 1: m/b1 = g, sqrt(v)/sqrt(b2) = |g|, so p moves by lr * g / (|g| + eps)
+    round(float(keras.ops.convert_to_numpy(p)[0, 0]), 6)  # 0.9
+    ```
     """
 
     def __init__(self, learning_rate=0.001, weight_decay=0.01, beta_1=0.9, beta_2=0.999,

@@ -67,17 +67,19 @@ class LARS(keras.optimizers.Optimizer):
 
     Example:
 
-    >>> import numpy as np
-    >>> kernel = keras.Variable(np.ones((2, 2), "float32"))
-    >>> bias = keras.Variable(np.ones((2,), "float32"))
-    >>> optimizer = LARS(learning_rate=0.1)
-    >>> optimizer.apply([np.ones((2, 2), "float32"), np.ones((2,), "float32")],
-    ...                 [kernel, bias])
-    >>> # Kernel: trust ratio 0.001 * 2 / 2, so a step of 0.1 * 0.001.
-    >>> round(float(keras.ops.convert_to_numpy(kernel)[0, 0]), 6)
-    0.9999
-    >>> round(float(keras.ops.convert_to_numpy(bias)[0]), 6)
-    0.9
+    ```python
+    import keras
+    from keras_mae.optimizers import LARS
+    import numpy as np
+    kernel = keras.Variable(np.ones((2, 2), "float32"))
+    bias = keras.Variable(np.ones((2,), "float32"))
+    optimizer = LARS(learning_rate=0.1)
+    optimizer.apply([np.ones((2, 2), "float32"), np.ones((2,), "float32")],
+                    [kernel, bias])
+    # Kernel: trust ratio 0.001 * 2 / 2, so a step of 0.1 * 0.001.
+    round(float(keras.ops.convert_to_numpy(kernel)[0, 0]), 6)  # 0.9999
+    round(float(keras.ops.convert_to_numpy(bias)[0]), 6)  # 0.9
+    ```
 
     References:
         - You et al., "Large Batch Training of Convolutional Networks", 2017.

@@ -80,12 +80,12 @@ def layer_id_for_variable(path, num_layers):
 
     Example:
 
-    >>> layer_id_for_variable("vit/patch_embedding/kernel", 12)
-    0
-    >>> layer_id_for_variable("vit/encoder_block_3/attn/query/kernel", 12)
-    4
-    >>> layer_id_for_variable("head/kernel", 12)
-    13
+    ```python
+    from keras_mae.optimizers.layer_decay import layer_id_for_variable
+    layer_id_for_variable("vit/patch_embedding/kernel", 12)  # 0
+    layer_id_for_variable("vit/encoder_block_3/attn/query/kernel", 12)  # 4
+    layer_id_for_variable("head/kernel", 12)  # 13
+    ```
     """
     _check_num_layers(num_layers)
     if any(name in path for name in EMBEDDING_NAMES):
@@ -118,13 +118,14 @@ def layer_decay_multipliers(variables, num_layers, decay=0.75):
 
     Example:
 
-    >>> multipliers = layer_decay_multipliers(
-    ...     ["patch_embedding/kernel", "encoder_block_1/kernel", "head/kernel"],
-    ...     num_layers=2, decay=0.5)
-    >>> multipliers["patch_embedding/kernel"], multipliers["head/kernel"]
-    (0.125, 1.0)
-    >>> multipliers["encoder_block_1/kernel"]
-    0.5
+    ```python
+    from keras_mae.optimizers.layer_decay import layer_decay_multipliers
+    multipliers = layer_decay_multipliers(
+        ["patch_embedding/kernel", "encoder_block_1/kernel", "head/kernel"],
+        num_layers=2, decay=0.5)
+    multipliers["patch_embedding/kernel"], multipliers["head/kernel"]  # (0.125, 1.0)
+    multipliers["encoder_block_1/kernel"]  # 0.5
+    ```
     """
     _check_num_layers(num_layers)
     _check_decay(decay)
@@ -165,18 +166,21 @@ class LayerDecayAdamW(AdamW):
 
     Example:
 
-    >>> import numpy as np
-    >>> inputs = keras.Input((4,))
-    >>> x = keras.layers.Dense(4, name="patch_embedding")(inputs)
-    >>> x = keras.layers.Dense(4, name="encoder_block_0")(x)
-    >>> outputs = keras.layers.Dense(2, name="head")(x)
-    >>> model = keras.Model(inputs, outputs)
-    >>> optimizer = LayerDecayAdamW(1e-3, num_layers=1, layer_decay=0.5,
-    ...                             weight_decay=0.05)
-    >>> model.compile(optimizer=optimizer, loss="mse")
-    >>> _ = model.fit(np.ones((8, 4)), np.zeros((8, 2)), verbose=0)
-    >>> optimizer.learning_rate_multipliers["patch_embedding/kernel"]
-    0.25
+    ```python
+    import keras
+    from keras_mae.optimizers import LayerDecayAdamW
+    import numpy as np
+    inputs = keras.Input((4,))
+    x = keras.layers.Dense(4, name="patch_embedding")(inputs)
+    x = keras.layers.Dense(4, name="encoder_block_0")(x)
+    outputs = keras.layers.Dense(2, name="head")(x)
+    model = keras.Model(inputs, outputs)
+    optimizer = LayerDecayAdamW(1e-3, num_layers=1, layer_decay=0.5,
+                                weight_decay=0.05)
+    model.compile(optimizer=optimizer, loss="mse")
+    _ = model.fit(np.ones((8, 4)), np.zeros((8, 2)), verbose=0)
+    optimizer.learning_rate_multipliers["patch_embedding/kernel"]  # 0.25
+    ```
 
     References:
         - He et al., "Masked Autoencoders Are Scalable Vision Learners", 2021.

@@ -42,8 +42,10 @@ def scaled_learning_rate(base_lr, global_batch_size):
 
     Example:
 
-    >>> scaled_learning_rate(1.5e-4, 4096)
-    0.0024
+    ```python
+    from keras_mae.optimizers import scaled_learning_rate
+    scaled_learning_rate(1.5e-4, 4096)  # 0.0024
+    ```
 
     References:
         He et al., "Masked Autoencoders Are Scalable Vision Learners", 2021,
@@ -115,15 +117,16 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     Example:
 
-    >>> schedule = WarmupCosineDecay(peak_lr=1e-3, total_steps=100,
-    ...                              warmup_steps=10)
-    >>> round(float(schedule(5)), 6)
-    0.0005
-    >>> round(float(schedule(10)), 6)
-    0.001
-    >>> float(schedule(100))
-    0.0
-    >>> optimizer = keras.optimizers.AdamW(learning_rate=schedule)
+    ```python
+    import keras
+    from keras_mae.optimizers import WarmupCosineDecay
+    schedule = WarmupCosineDecay(peak_lr=1e-3, total_steps=100,
+                                 warmup_steps=10)
+    round(float(schedule(5)), 6)  # 0.0005
+    round(float(schedule(10)), 6)  # 0.001
+    float(schedule(100))  # 0.0
+    optimizer = keras.optimizers.AdamW(learning_rate=schedule)
+    ```
 
     References:
         - He et al., "Masked Autoencoders Are Scalable Vision Learners", 2021.

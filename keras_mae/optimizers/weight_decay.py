@@ -38,10 +38,12 @@ def decays(variable, groups, extra_names=()):
 
     Example:
 
-    >>> import keras
-    >>> token = keras.Variable(keras.ops.zeros((1, 1, 4)), name="cls_token")
-    >>> decays(token, "pretrain"), decays(token, "finetune")
-    (True, False)
+    ```python
+    from keras_mae.optimizers.weight_decay import decays
+    import keras
+    token = keras.Variable(keras.ops.zeros((1, 1, 4)), name="cls_token")
+    decays(token, "pretrain"), decays(token, "finetune")  # (True, False)
+    ```
     """
     if groups not in GROUPS:
         raise ValueError(f"`groups` must be one of {GROUPS}. Received: groups={groups!r}")
@@ -79,13 +81,15 @@ def exclude_from_weight_decay_mae(optimizer, variables, groups, extra_names=()):
 
     Example:
 
-    >>> import keras
-    >>> inputs = keras.Input((4,))
-    >>> outputs = keras.layers.Dense(2, name="head")(inputs)
-    >>> model = keras.Model(inputs, outputs)
-    >>> optimizer = keras.optimizers.AdamW(weight_decay=0.05)
-    >>> exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")
-    ['head/bias']
+    ```python
+    from keras_mae.optimizers import exclude_from_weight_decay_mae
+    import keras
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Dense(2, name="head")(inputs)
+    model = keras.Model(inputs, outputs)
+    optimizer = keras.optimizers.AdamW(weight_decay=0.05)
+    exclude_from_weight_decay_mae(optimizer, model.trainable_variables, "pretrain")  # ['head/bias']
+    ```
     """
     if getattr(optimizer, "built", False):
         raise ValueError(

@@ -1,0 +1,128 @@
+"""The mutation runner (`tests/mutation.py`): which slips it makes, how it puts one into live code, and
+that a forked child's tests kill a mutant or let it survive."""
+
+import ast
+import importlib
+import json
+import pathlib
+import sys
+import textwrap
+
+import pytest
+
+import mutation
+
+SOURCE = textwrap.dedent('''
+    """A module for the mutation runner's tests."""
+
+    SCALE = 2
+
+
+    def add(a, b, flag=True):
+        """Docstrings stay as they are: 1 + 1."""
+        if a is None:
+            raise ValueError(f"a must be a number, not {1 + 1}")
+        return a + b if flag else a
+
+
+    def scaled(x):
+        return x * SCALE
+
+
+    class Box:
+        LIMIT = 3
+
+        def clip(self, x):
+            return min(x, self.LIMIT) if not x < 0 else 0
+    ''')
+
+
+@pytest.fixture
+def demo(tmp_path, monkeypatch):
+    """`mut_demo` importable from a temporary folder, and a second module holding its `add`."""
+    (tmp_path / "mut_demo.py").write_text(SOURCE)
+    (tmp_path / "mut_user.py").write_text("from mut_demo import add, scaled, Box\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("mut_demo", "mut_user"):
+        sys.modules.pop(name, None)
+    module = importlib.import_module("mut_demo")
+    yield module, importlib.import_module("mut_user"), tmp_path
+    for name in ("mut_demo", "mut_user"):
+        sys.modules.pop(name, None)
+
+
+def _site(text, line_text):
+    tree = ast.parse(SOURCE)
+    walk = list(ast.walk(tree))
+    for index, kind, description in mutation.sites(tree):
+        if description == text and line_text in SOURCE.splitlines()[walk[index].lineno - 1]:
+            return index, kind
+    raise AssertionError(f"no site {text!r} on {line_text!r}")
+
+
+def test_sites_leave_docstrings_strings_and_argument_checks_alone():
+    tree = ast.parse(SOURCE)
+    walk = list(ast.walk(tree))
+    found = {(SOURCE.splitlines()[walk[i].lineno - 1].strip(), text) for i, _, text in mutation.sites(tree)}
+    assert ("return a + b if flag else a", "Add -> Sub") in found
+    assert ("SCALE = 2", "2 -> 3") in found
+    assert ("def add(a, b, flag=True):", "True -> False") in found
+    assert ("return min(x, self.LIMIT) if not x < 0 else 0", "drop Not") in found
+    assert ("return min(x, self.LIMIT) if not x < 0 else 0", "Lt -> LtE") in found
+    lines = {line for line, _ in found}
+    assert not any("raise" in line or "1 + 1" in line or "if a is None" in line for line in lines)
+
+
+def test_a_mutant_reaches_every_holder_of_the_function(demo):
+    module, user, _ = demo
+    mutation.apply_mutant(module, SOURCE, *_site("Add -> Sub", "return a + b"))
+    # the function object itself changed: the copy imported by another module sees it too
+    assert module.add(5, 3) == 2 and user.add(5, 3) == 2
+    mutation.apply_mutant(module, SOURCE, *_site("True -> False", "def add"))
+    assert user.add(5, 3) == 5  # the default argument moved
+
+
+def test_module_constants_and_methods_are_mutated_in_place(demo):
+    module, user, _ = demo
+    mutation.apply_mutant(module, SOURCE, *_site("2 -> 3", "SCALE = 2"))
+    assert module.scaled(2) == 6
+    mutation.apply_mutant(module, SOURCE, *_site("drop Not", "return min"))
+    assert user.Box().clip(5) == 0 and user.Box().clip(-1) == -1
+    mutation.apply_mutant(module, SOURCE, *_site("3 -> 4", "LIMIT = 3"))
+    assert module.Box.LIMIT == 4
+
+
+def test_a_forked_childs_tests_kill_a_mutant_or_let_it_survive(demo):
+    module, _, folder = demo
+    test_file = folder / "test_mut_demo.py"
+    test_file.write_text("from mut_demo import add\n\ndef test_add():\n    assert add(2, 3) == 5\n")
+    tests = [str(test_file)]
+    assert mutation.run_child(module, SOURCE, None, tests, timeout=120)[0] == "survived"
+    assert mutation.run_child(module, SOURCE, _site("Add -> Sub", "return a + b"), tests, 120)[0] == "killed"
+    # `scaled` is not tested: its mutant survives
+    assert mutation.run_child(module, SOURCE, _site("Mult -> Div", "return x * SCALE"), tests, 120)[0] == \
+        "survived"
+    # the parent's module is untouched by its children
+    assert module.add(2, 3) == 5 and module.scaled(2) == 4
+
+
+def test_table_counts_and_lists_the_survivors(tmp_path, capsys):
+    results = [{"line": 3, "mutation": "Add -> Sub", "code": "a + b", "status": "killed"},
+               {"line": 4, "mutation": "2 -> 3", "code": "SCALE = 2", "status": "survived"}]
+    run = {"module": "keras_mae/demo.py", "backend": "torch", "results": results, "seconds": 12.0,
+           "score": 0.5, "counts": {"killed": 1, "timeout": 0, "survived": 1, "equivalent": 0,
+                                    "not applied": 0}}
+    (tmp_path / "demo.json").write_text(json.dumps(run))
+    path = tmp_path / "RESULTS.md"
+    assert mutation.main(["--table", str(tmp_path), "--write-results", str(path)]) == 0
+    text = path.read_text()
+    assert "| `keras_mae/demo.py` | 2 | 1 | 0 | 1 | 0 | 50.0% | 12 |" in text
+    assert "- `keras_mae/demo.py:4` 2 -> 3: `SCALE = 2`" in text
+
+
+def test_every_mapped_module_and_test_file_exists():
+    root = mutation.REPO_ROOT
+    for module, tests in mutation.MODULES.items():
+        assert (pathlib.Path(root) / module).is_file(), module
+        for test in tests:
+            assert (pathlib.Path(root) / test).is_file(), test
