@@ -9,10 +9,13 @@ images/s (the median round) and keras_mae over Hugging Face per dtype:
   patches; `LayerDecayAdamW` (layer decay 0.75, weight decay 0.05, none on
   biases, norms, the class token and positions); cross-entropy on soft
   labels (`CategoricalCrossentropy(from_logits=True)`); compiled as the
-  recipe and a plain `compile` do (`jit_compile="auto"`, resolved by
-  `keras_mae.config.resolve_jit_compile`: XLA on TensorFlow and JAX, eager PyTorch), on JAX with glibc's heap kept as the recipe restarts
-  itself (`recipes.common.HEAP_KEPT_ENV`). Each backend runs in its own
-  process (`--backends`).
+  recipe and a plain `compile` do (no `jit_compile`: "auto", resolved by
+  `keras_mae.config.resolve_jit_compile`: XLA on TensorFlow and JAX, eager
+  PyTorch), on JAX with glibc's heap kept as the recipe restarts itself
+  (`recipes.common.HEAP_KEPT_ENV`). `--modes jit_true,jit_false` adds each
+  explicit mode as its own row ("tensorflow:jit_true"), and a line under the
+  table gives the plain path over the best of them. Each backend runs in its
+  own process (`--backends`).
 - Hugging Face: `ViTForImageClassification` of the same architecture (the
   same tokens, class token and patches, and the same blocks: width, depth,
   heads, MLP, qkv bias, LayerNorm eps 1e-6) in PyTorch,
@@ -46,7 +49,7 @@ Usage:
     python benchmarks/finetune_throughput.py [--backends tensorflow,jax,torch|all]
         [--model tiny32,small64,base224] [--batch-size 128] [--dtypes float32,bfloat16]
         [--rounds 3] [--steps 10] [--warmup 3] [--hf-attention sdpa,eager]
-        [--write-results [PATH]] [--small]
+        [--modes plain,jit_true,jit_false] [--write-results [PATH]] [--small]
 
 `--backends` defaults to the current Keras backend (`KERAS_BACKEND`, or
 `~/.keras/keras.json`); `--batch-size` defaults to each model's own (128
@@ -86,6 +89,7 @@ BACKENDS = ("tensorflow", "jax", "torch")
 DTYPES = ("float32", "bfloat16")
 HF_ATTENTIONS = ("sdpa", "eager")
 TARGET = 1.3  # keras_mae over Hugging Face in float32
+MODES = {"jit_true": True, "jit_false": False}  # explicit `jit_compile` per `--modes` name
 
 # `config` names the keras_mae.models.CONFIGS entry; the encoder fields below
 # (the one source of the architecture for both sides) override it
@@ -124,15 +128,19 @@ def batch_data(spec, batch, channels_first=False):
     return images, labels.astype("float32")
 
 
-def keras_worker(model_name, batch, dtype, steps, warmup, profile=False):
-    """keras_mae's fine-tuning step on this process's Keras backend; returns one result dict."""
+def keras_worker(model_name, batch, dtype, steps, warmup, profile=False, mode="plain"):
+    """keras_mae's fine-tuning step on this process's Keras backend; returns one result dict.
+
+    `mode` "plain" compiles as a user writes it (no `jit_compile`, which the
+    recipe's `--jit-compile auto` equals); "jit_true"/"jit_false" pass it.
+    """
     import keras
     import numpy as np
 
     if dtype == "bfloat16":
         keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     from recipes.classify_configs import FinetuneConfig
-    from recipes.common import load_encoder, parse_jit_compile
+    from recipes.common import load_encoder
     from recipes.finetune import build_classifier, build_optimizer
 
     spec = MODELS[model_name]
@@ -144,9 +152,9 @@ def keras_worker(model_name, batch, dtype, steps, warmup, profile=False):
     keras.utils.set_random_seed(config.seed)
     model = build_classifier(config, encoder, spec["classes"])
     optimizer, _ = build_optimizer(config, model, steps_per_epoch=1000)
-    jit_compile = parse_jit_compile(config.jit_compile)
+    explicit = {} if mode == "plain" else {"jit_compile": MODES[mode]}
     model.compile(optimizer=optimizer, loss=keras.losses.CategoricalCrossentropy(from_logits=True),
-                  jit_compile=jit_compile)
+                  **explicit)
     x, y = batch_data(spec, batch)
     times = []
     for i in range(warmup + steps):
@@ -157,7 +165,8 @@ def keras_worker(model_name, batch, dtype, steps, warmup, profile=False):
             times.append(time.perf_counter() - start)
     step = median(times)
     backend = keras.backend.backend()
-    result = {"impl": f"keras_mae/{backend}", "model": model_name, "dtype": dtype, "batch": batch,
+    result = {"impl": f"keras_mae/{backend}", "mode": mode, "model": model_name, "dtype": dtype,
+              "batch": batch,
               "jit_compile": model.jit_compile, "step_s": step, "images_per_s": batch / step,
               "steps_s": times, "peak_memory_mb": peak_memory_mb(backend),
               "trainable_params": sum(int(np.prod(v.shape)) for v in model.trainable_variables)}
@@ -274,9 +283,10 @@ def run_job(job, batch, steps, warmup, timeout, profile=False):
     """Runs one measurement, `job = (model, dtype, impl)`, in a fresh process."""
     model_name, dtype, impl = job
     env = dict(os.environ, PYTHONPATH=REPO_ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    if impl in BACKENDS:
-        env["KERAS_BACKEND"] = impl
-        if impl == "jax":
+    backend = impl.split(":")[0]  # "tensorflow" or "tensorflow:jit_true"
+    if backend in BACKENDS:
+        env["KERAS_BACKEND"] = backend
+        if backend == "jax":
             env.update(HEAP_KEPT_ENV)  # as the recipes restart themselves on JAX
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl, "--model", model_name,
            "--dtypes", dtype, "--batch-size", str(batch), "--steps", str(steps),
@@ -310,6 +320,23 @@ def summarise(jobs, rounds):
                 row["ratio"] = ours["images_per_s"] / hf["images_per_s"]
             rows.append(row)
     return rows
+
+
+def plain_against_explicit(rows):
+    """One line per (model, dtype, backend) run in several modes: the plain path over the best explicit one."""
+    lines = []
+    for row in rows:
+        if ":" in row["backend"] or "error" in row["ours"]:
+            continue
+        explicit = [r for r in rows if (r["model"], r["dtype"]) == (row["model"], row["dtype"])
+                    and r["backend"].startswith(row["backend"] + ":") and "error" not in r["ours"]]
+        if explicit:
+            best = max(explicit, key=lambda r: r["ours"]["images_per_s"])
+            ratio = row["ours"]["images_per_s"] / best["ours"]["images_per_s"]
+            lines.append(f"- {row['model']} {row['dtype']} {row['backend']}: plain path {ratio:.2f}x "
+                         f"its best explicit mode ({best['backend'].split(':')[1]}), "
+                         + ("within" if ratio >= 0.95 else "NOT within") + " 5%")
+    return "\n".join(lines) + ("\n" if lines else "")
 
 
 def markdown(rows, show_rounds):
@@ -362,8 +389,7 @@ NOTES = ("keras_mae: the recipe's ViTClassifier (mean of the patch tokens + fc_n
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--worker", choices=BACKENDS + tuple(f"hf/{a}" for a in HF_ATTENTIONS),
-                        help=argparse.SUPPRESS)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--profile", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--backends", default=None,
                         help="comma-separated Keras backends, or 'all' (default: the current one)")
@@ -381,6 +407,9 @@ def main(argv=None):
     parser.add_argument("--timeout", type=int, default=1800, help="seconds per job")
     parser.add_argument("--no-profile", action="store_true",
                         help="no per-stage profile when float32 misses the target")
+    parser.add_argument("--modes", default="plain",
+                        help="comma-separated keras_mae compile modes: plain (no jit_compile, as "
+                             "users write it), jit_true, jit_false")
     parser.add_argument("--small", action="store_true",
                         help="a 2-block 32-wide ViT, batch 8, 1 round, 2 steps, HF SDPA only")
     parser.add_argument("--write-results", nargs="?", const="", default=None, metavar="PATH",
@@ -394,7 +423,9 @@ def main(argv=None):
             result = hf_worker(model_name, batch, dtype, args.steps, args.warmup, args.profile,
                                attention=args.worker.split("/")[1])
         else:
-            result = keras_worker(model_name, batch, dtype, args.steps, args.warmup, args.profile)
+            backend, _, mode = args.worker.partition(":")
+            result = keras_worker(model_name, batch, dtype, args.steps, args.warmup, args.profile,
+                                  mode=mode or "plain")
         print(json.dumps(result))
         return 0
 
@@ -421,8 +452,14 @@ def main(argv=None):
     if min(args.rounds, args.steps) < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
 
-    # keras_mae and Hugging Face jobs alternated
-    ours, theirs = list(backends), [f"hf/{a}" for a in attentions]
+    modes = args.modes.split(",")
+    for mode in modes:
+        if mode not in ("plain",) + tuple(MODES):
+            parser.error(f"--modes: unknown {mode!r}; known: plain, {', '.join(MODES)}")
+    # keras_mae and Hugging Face jobs alternated; a backend's plain path is "tensorflow", an
+    # explicit mode "tensorflow:jit_true"
+    ours = [b if mode == "plain" else f"{b}:{mode}" for b in backends for mode in modes]
+    theirs = [f"hf/{a}" for a in attentions]
     impls = [impl for i in range(max(len(ours), len(theirs))) for impl in ours[i:i + 1] + theirs[i:i + 1]]
     jobs = [(m, d, impl) for m in models for d in dtypes for impl in impls]
     rounds, last_round = {job: [] for job in jobs}, {}
@@ -455,6 +492,9 @@ def main(argv=None):
         print(f"target keras_mae >= {TARGET}x HF in float32: "
               + ("met by every backend" if not missed else "missed by " + ", ".join(
                   f"{row['backend']} ({row['model']} {row['ratio']:.2f}x)" for row in missed)))
+    plain_lines = plain_against_explicit(rows)
+    if plain_lines:
+        print(plain_lines)
     profile = profile_text(rows, last_round)
     if profile:
         print("\n" + profile)
@@ -465,7 +505,8 @@ def main(argv=None):
             argv if argv is not None else sys.argv[1:])
         path = write_section("finetune_throughput", "Fine-tuning step: keras_mae next to Hugging "
                              "Face ViTForImageClassification",
-                             table + "\n" + NOTES + ("\n" + profile if profile else ""),
+                             table + "\n" + NOTES + ("\n" + plain_lines if plain_lines else "")
+                             + ("\n" + profile if profile else ""),
                              command=command.strip(), versions=library_versions(),
                              path=args.write_results or RESULTS)
         print(f"written {path}")

@@ -448,3 +448,33 @@ def test_finetune_throughput_small(tmp_path):
     if backend == "torch":  # transformers' PyTorch modules next to TensorFlow/JAX: see PITFALLS
         hf_bf16 = finetune_throughput.hf_worker("test", 2, "bfloat16", steps=1, warmup=1)
         assert hf_bf16["images_per_s"] > 0 and hf_bf16["dtype"] == "bfloat16"
+
+
+def test_finetune_throughput_runs_each_mode_and_sets_the_plain_path_against_the_best(monkeypatch, capsys,
+                                                                                    tmp_path):
+    from benchmarks import finetune_throughput
+
+    speeds = {"tensorflow": 100.0, "tensorflow:jit_true": 100.0, "tensorflow:jit_false": 80.0,
+              "torch": 50.0, "torch:jit_true": 70.0, "torch:jit_false": 50.0, "hf/sdpa": 60.0}
+    seen = []
+
+    def fake_run_job(job, batch, steps, warmup, timeout, profile=False):
+        seen.append(job[2])
+        return {"impl": job[2], "model": job[0], "dtype": job[1], "batch": batch,
+                "images_per_s": speeds[job[2]], "step_s": batch / speeds[job[2]],
+                **({"attention": "sdpa"} if job[2].startswith("hf/") else {})}
+
+    monkeypatch.setattr(finetune_throughput, "run_job", fake_run_job)
+    assert finetune_throughput.main(["--backends", "tensorflow,torch", "--dtypes", "float32",
+                                     "--rounds", "1", "--hf-attention", "sdpa", "--no-profile",
+                                     "--modes", "plain,jit_true,jit_false",
+                                     "--write-results", str(tmp_path / "R.md")]) == 0
+    assert sorted(seen) == sorted(speeds)
+    out = capsys.readouterr().out
+    assert "tiny32 float32 tensorflow: plain path 1.00x its best explicit mode (jit_true), within 5%" in out
+    assert "tiny32 float32 torch: plain path 0.71x its best explicit mode (jit_true), NOT within 5%" in out
+    assert "| tiny32 | float32 | torch:jit_true | 128 | 70.00 | 60.00 | sdpa | 1.17 |" in out
+    assert "plain path 0.71x" in (tmp_path / "R.md").read_text()
+    with pytest.raises(SystemExit):
+        finetune_throughput.main(["--modes", "fast"])
+    assert "--modes: unknown 'fast'" in capsys.readouterr().err
