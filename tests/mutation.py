@@ -68,6 +68,21 @@ MODULES = {
 EQUIVALENT = {
     ("keras_mae/knn.py", "chunk=1024):", "1024 -> 1025"):
         "the chunk only bounds memory: every query's neighbours and vote are its own",
+    ("keras_mae/layers/drop_path.py", "if not training or self.rate == 0.0:", "0.0 -> 1.0"):
+        "at rate 0 the drawn path keeps every sample (floor(1 + u) = 1 for u in [0, 1)) and "
+        "divides by 1: the same output, one unused random draw",
+    ("keras_mae/optimizers/schedules.py", "if self.accumulation_steps > 1:", "Gt -> GtE"):
+        "with one step per group, step - step mod 1 is the step",
+    ("keras_mae/optimizers/schedules.py", "warmup_lr = peak_lr * step / max(warmup, 1.0)", "1.0 -> 1.5"):
+        "the warm-up branch is taken only at steps below `warmup`: none for 0, step 0 (rate 0 either "
+        "way) for 1, and for 2 or more the guard is inactive",
+    ("keras_mae/optimizers/schedules.py", "decay_steps = max(float(self.total_steps) - warmup, 1.0)",
+     "1.0 -> 1.5"):
+        "the guard acts only when total - warmup is 0 or 1; then every step from `warmup` on is the "
+        "first decay step (progress 0 either way) or is clamped to min_lr",
+    ("keras_mae/optimizers/schedules.py", "progress = ops.clip((step - warmup) / decay_steps, 0.0, 1.0)",
+     "1.0 -> 1.5"):
+        "progress exceeds 1 only past `total_steps`, where the result is clamped to min_lr",
 }
 
 _SWAPS = {

@@ -44,6 +44,23 @@ def test_random_masking_counts_restore_and_mask():
         np.testing.assert_array_equal(mask[i], expected_mask)
 
 
+def test_random_masking_defaults_to_the_papers_ratio_and_orders_by_float32_noise():
+    visible, mask, _ = layers.RandomMasking(seed=0)(np.zeros((2, 64, 8), "float32"))
+    assert visible.shape == (2, 16, 8)  # mask ratio 0.75 (the paper's)
+    np.testing.assert_array_equal(to_numpy(mask).sum(1), [48, 48])
+    # under mixed_bfloat16 the noise keeps float32: steps of 1e-5 (below bfloat16's 4e-3 at 0.5) still order
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        layer = layers.RandomMasking(0.5)
+        tokens = np.arange(16, dtype="float32")[None, :, None]
+        noise = (0.5 + 1e-5 * np.arange(16)[::-1])[None].astype("float32")
+        visible, _, _ = layer(tokens, noise=noise)
+    finally:
+        keras.config.set_dtype_policy(policy)
+    np.testing.assert_array_equal(to_numpy(visible)[0, :, 0], np.arange(15, 7, -1))
+
+
 def test_random_masking_seeded_determinism():
     tokens = np.zeros((4, 16, 2), "float32")
     a = to_numpy(layers.RandomMasking(0.5, seed=3)(tokens)[1])
@@ -109,6 +126,8 @@ def test_drop_path_drops_whole_samples():
     assert set(np.unique(per_sample)) <= {0.0, 2.0}
     assert np.all(per_sample.min(1) == per_sample.max(1))
     assert 10 < (per_sample[:, 0] == 0).sum() < 54
+    # off by default (timm's drop_path_rate 0.0): the identity even while training
+    np.testing.assert_array_equal(to_numpy(layers.DropPath()(x * 3, training=True)), x * 3)
 
 
 def test_explicit_attention_equals_fused_attention():

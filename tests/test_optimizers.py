@@ -109,6 +109,17 @@ def test_warmup_cosine_edge_cases():
     np.testing.assert_allclose(values, [0, 0.25, 0.5, 0.75, 0.1, 0.1], atol=1e-6)
 
 
+@pytest.mark.parametrize("k", [2, 3])
+def test_warmup_cosine_holds_each_accumulation_groups_first_rate(k):
+    # the official engines set the rate only when `data_iter_step % accum_iter == 0`
+    plain = WarmupCosineDecay(1.0, total_steps=12, warmup_steps=4, min_lr=0.1)
+    accumulated = WarmupCosineDecay(1.0, total_steps=12, warmup_steps=4, min_lr=0.1, accumulation_steps=k)
+    values = [float(_np(accumulated(s))) for s in range(14)]
+    expected = [float(_np(plain(s - s % k))) for s in range(14)]
+    np.testing.assert_allclose(values, expected, atol=1e-7)
+    assert values[1] == 0.0 and values[k] > 0.0
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
