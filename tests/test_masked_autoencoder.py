@@ -5,6 +5,7 @@ import pytest
 import keras_mae
 from conftest import random_images, random_noise, tiny_mae, to_numpy
 from keras_mae import ops as mae_ops
+from keras_mae.losses import MaskedReconstructionLoss
 
 
 def count(variables):
@@ -88,6 +89,9 @@ def test_compute_loss_equals_reference_and_ignores_visible(norm_pix):
             target.var(-1, ddof=1, keepdims=True) + 1e-6)
     per_patch = ((pred - target) ** 2).mean(-1)
     assert loss == pytest.approx((per_patch * mask).sum() / mask.sum(), rel=1e-5)
+    if not norm_pix:  # the loss on its own targets raw pixels by default (official norm_pix_loss=False)
+        default = MaskedReconstructionLoss()(mae_ops.patchify(x, 8), {"pred": pred, "mask": mask})
+        assert float(to_numpy(default)) == pytest.approx(loss, rel=1e-5)
     pred_changed = np.where(mask[..., None] == 0, 1e3, pred)
     changed = model.compute_loss(x=x, y_pred={"pred": pred_changed, "mask": mask})
     assert float(to_numpy(changed)) == pytest.approx(loss, rel=1e-6)

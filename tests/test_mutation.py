@@ -124,5 +124,5 @@ def test_every_mapped_module_and_test_file_exists():
     root = mutation.REPO_ROOT
     for module, tests in mutation.MODULES.items():
         assert (pathlib.Path(root) / module).is_file(), module
-        for test in tests:
-            assert (pathlib.Path(root) / test).is_file(), test
+        for test in (t for t in tests if t.startswith("tests/")):
+            assert (pathlib.Path(root) / test.split("::")[0]).is_file(), test
