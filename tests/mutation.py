@@ -11,7 +11,9 @@ One parent process imports Keras, the backend, keras_mae and the module
 once; each mutant runs in a child forked from it: the mutated module is
 compiled and its changed function's code (or the changed constant) is put
 into the live objects, so every caller sees it, then the mapped test files
-run with `pytest -x`. A mutant is killed when a test fails (or it runs past
+run with `pytest -x`. Code that runs only in the subprocesses of a test
+(the multi-replica workers of `tests/test_distribute.py`, the recipes in
+`tests/test_interruption.py`) is out of reach: its mutants survive here. A mutant is killed when a test fails (or it runs past
 the time limit); it survives when they all pass. `EQUIVALENT` lists the
 mutants no input can tell from the original code, each with its reason.
 
@@ -58,7 +60,8 @@ MODULES = {
                                  "tests/test_properties.py"],
     "keras_mae/data/randaugment.py": ["tests/test_rand_augment_reference.py"],
     "keras_mae/data/mixing.py": ["tests/test_mix.py"],
-    "keras_mae/data/erasing.py": ["tests/test_augment_reference.py"],
+    "keras_mae/data/erasing.py": ["tests/test_augment_reference.py", "tests/test_official_defaults.py",
+                                 "-k", "erasing"],
     "keras_mae/models/mae_decoder.py": ["tests/test_masked_autoencoder.py"],
     "keras_mae/models/vit_encoder.py": ["tests/test_masked_autoencoder.py", "tests/test_backbone.py"],
     "keras_mae/models/classifier.py": ["tests/test_classifier.py"],
@@ -274,6 +277,10 @@ def run_child(module, source, site, tests, timeout):
     if pid == 0:
         code = 3
         try:
+            if sys.platform.startswith("linux"):  # die with the parent
+                import ctypes
+
+                ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
