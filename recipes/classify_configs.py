@@ -232,15 +232,15 @@ def finetune_cifar10_cpu():
     RUN/encoder.keras --dataset DIR/cifar10_train_0.npz,DIR/cifar10_train_1.npz
     --eval-dataset DIR/cifar10_test_1k.npz --output-dir F1` (`--encoder random
     --encoder-config RUN/config.json` for the same architecture untrained).
-    Time: not measured yet (7 epochs of 156 steps, sized from the fine-tuning
-    step of `benchmarks/finetune_throughput.py`). Result: not measured yet.
+    Time: not measured yet (6 epochs of 156 steps, sized from the 4.9-5.3 s a
+    step of the `cifar10_cpu_4k` run on a 2-core AMD EPYC). Result: not measured yet.
     Settings for a short run, not yet compared with others: no mixup, cutmix,
     RandAugment or erasing (the paper's regularisers for 100 epochs), crops from 35%
     of the area, label smoothing 0.1, stochastic depth 0.1, layer decay 0.75,
     base lr 1e-3, 1 warmup epoch; `crop_pct` 1.0 keeps the 32 px test images
     as they are.
     """
-    return FinetuneConfig(dataset="tfds:cifar10", crop_pct=1.0, epochs=7, batch_size=256,
+    return FinetuneConfig(dataset="tfds:cifar10", crop_pct=1.0, epochs=6, batch_size=256,
                           base_lr=1e-3, warmup_epochs=1, layer_decay=0.75, mixup=0.0,
                           cutmix=0.0, rand_augment_ops=0, erasing_prob=0.0, crop_min=0.35,
                           checkpoint_every_steps=50)
@@ -250,7 +250,12 @@ def finetune_cifar10_cpu_4k():
     """`cifar10_cpu` fine-tuning on 4,000 labelled images (10%, 400 per class), within 30 minutes.
 
     Command: as `cifar10_cpu`, with `--config cifar10_cpu_4k`.
-    Time: not measured yet (18 epochs of 15 steps). Result: not measured yet.
+    Time: 24 min 37 s on a 2-core AMD EPYC (TensorFlow, XLA; 18 epochs of 15 steps,
+    69-80 s an epoch and 5-10 s of evaluation).
+    Result: top-1 59.9% (best 60.3%, epoch 16) on the 1,000 images of
+    cifar10_test_1k.npz, encoder of a 20-epoch `cifar10_cpu` pretraining run whose
+    linear probe on all 40,000 labels scores 61.5%; the untrained encoder with
+    this config: not measured yet.
     """
     config = finetune_cifar10_cpu()
     config.train_images, config.epochs = 4000, 18
