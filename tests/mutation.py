@@ -111,8 +111,8 @@ def _docstring_nodes(tree):
 
 def _skipped_subtrees(tree):
     """ids of nodes not to mutate: docstrings, `raise` statements, the tests of `if ...: raise`."""
-    skipped = set()
-    roots = [node for node in ast.walk(tree) if id(node) in _docstring_nodes(tree)]
+    skipped, docstrings = set(), _docstring_nodes(tree)
+    roots = [node for node in ast.walk(tree) if id(node) in docstrings]
     for node in ast.walk(tree):
         if isinstance(node, ast.Raise):
             roots.append(node)
@@ -160,32 +160,27 @@ def sites(tree):
     return found
 
 
-class _Mutate(ast.NodeTransformer):
-    """Applies one site's mutation to the node at walk index `index`."""
-
-    def __init__(self, index, kind):
-        self.target, self.kind = index, kind
-
-    def apply(self, tree):
-        node = list(ast.walk(tree))[self.target]
-        if self.kind == "op":
-            node.op = _SWAPS[type(node.op)]()
-        elif self.kind.startswith("cmp"):
-            k = int(self.kind[3:])
-            node.ops[k] = _SWAPS[type(node.ops[k])]()
-        elif self.kind == "unary":
-            return node, node.operand
-        elif self.kind == "const":
-            node.value = _number_mutant(node.value)
-        elif self.kind == "none":
-            node.value = ast.Constant(True)
-        return node, None
+def _mutate(tree, index, kind):
+    """Applies one site's mutation to the node at walk `index` of `tree`; returns it and its replacement."""
+    node = list(ast.walk(tree))[index]
+    if kind == "op":
+        node.op = _SWAPS[type(node.op)]()
+    elif kind.startswith("cmp"):
+        k = int(kind[3:])
+        node.ops[k] = _SWAPS[type(node.ops[k])]()
+    elif kind == "unary":
+        return node, node.operand
+    elif kind == "const":
+        node.value = _number_mutant(node.value)
+    elif kind == "none":
+        node.value = ast.Constant(True)
+    return node, None
 
 
 def mutated_tree(source, index, kind):
     """The module's tree with one mutation, and the line it is on."""
     tree = ast.parse(source)
-    node, replacement = _Mutate(index, kind).apply(tree)
+    node, replacement = _mutate(tree, index, kind)
     if replacement is not None:  # `not x` -> `x`: put the operand where the UnaryOp was
         for parent in ast.walk(tree):
             for field, value in ast.iter_fields(parent):
@@ -339,7 +334,7 @@ def table(folder, write_results=None):
 
         backend = runs[0].get("backend", "?") if runs else "?"
         write_section("mutation", f"Mutation testing ({backend} backend, `tests/mutation.py`)", text,
-                      command="bash tests/mutation.sh", path=write_results or RESULTS)
+                      path=write_results or RESULTS)
     return 0
 
 

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
@@ -149,11 +148,17 @@ def test_throughput_worker_keeps_an_explicit_mode(one_block_setting):
     assert result["jit_compile"] is False and result["variant"] == "jit_false"
 
 
-def test_timed_steps_separate_warm_up_from_steady_steps():
-    delays = iter([0.3, 0.01, 0.01, 0.02, 0.01])
-    timing = train_throughput.timed_steps(lambda: time.sleep(next(delays)), steps=4, warmup=1)
-    assert 0.01 <= timing["step_s"] < 0.1  # the median of the four steady steps
-    assert 0.2 < timing["compile_extra_s"] < 0.3  # the warm-up step less one steady step
+def test_timed_steps_separate_warm_up_from_steady_steps(monkeypatch):
+    # a clock that the step moves on by 3.0 s, then 1.0, 1.0, 2.0 and 1.0 s
+    now, durations = [0.0], iter([3.0, 1.0, 1.0, 2.0, 1.0])
+    monkeypatch.setattr(train_throughput.time, "perf_counter", lambda: now[0])
+
+    def step():
+        now[0] += next(durations)
+
+    timing = train_throughput.timed_steps(step, steps=4, warmup=1)
+    assert timing["step_s"] == 1.0  # the median of the four steady steps (the upper middle)
+    assert timing["compile_extra_s"] == 2.0  # the warm-up step less one steady step
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch",
