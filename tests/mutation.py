@@ -8,7 +8,8 @@ Docstrings, strings and the `raise` statements of argument checks are left
 as they are.
 
 One parent process imports Keras, the backend, keras_mae and the module
-once; each mutant runs in a child forked from it: the mutated module is
+once, and runs no framework op (a process whose TensorFlow or JAX threads
+have run may not survive a fork); each mutant runs in a child forked from it: the mutated module is
 compiled and its changed function's code (or the changed constant) is put
 into the live objects, so every caller sees it, then the mapped test files
 run with `pytest -x`. Code that runs only in the subprocesses of a test
