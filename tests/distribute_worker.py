@@ -6,8 +6,9 @@ here in its own process. Every mode prints one line `RESULT {json}` at the end.
 
 Modes:
     tf_mirrored           on 2 logical CPUs with MirroredStrategy: one SGD step on 2
-                          replicas vs on one device, then RandomMasking's masks per
-                          replica (with and without the replica fold-in).
+                          replicas vs on one device, then RandomMasking's masks and
+                          DropPath's paths per replica against one device's on the
+                          global batch (and the masks without the per-replica slices).
     jax_step              one SGD step with DataParallel on 2 host devices vs one device.
     pretrain_crash N ARGS recipes/pretrain.py ARGS, the process dying right after
                           global step N (no clean-up, as a kill).
@@ -96,30 +97,33 @@ def tf_masks():
     import tensorflow as tf
 
     from keras_mae import distribute
-    from keras_mae.layers import RandomMasking
+    from keras_mae.layers import DropPath, RandomMasking, replica_random
 
     strategy = distribute.get_strategy("mirrored")
     with distribute.scope(strategy):
-        layer = RandomMasking(0.75, seed=0)
-    tokens = tf.constant(np.ones((2, 16, 4), "float32"))  # identical images on each replica
+        masking, drop = RandomMasking(0.75, seed=0), DropPath(0.5, seed=0)
+    tokens = tf.constant(np.ones((2, 16, 4), "float32"))  # identical samples on each replica
+    ones = tf.constant(np.ones((8, 3), "float32"))
 
-    @tf.function
-    def step():
-        return strategy.run(lambda: layer(tokens)[1])
-
-    def draw_twice(step):
+    def draw_twice(fn):
+        step = tf.function(lambda: strategy.run(fn))
         return [[v.numpy().tolist() for v in strategy.experimental_local_results(step())]
                 for _ in range(2)]
 
-    masks = draw_twice(step)
-    # the same draw without the replica fold-in, to show what it prevents
-    from keras_mae.layers import random_masking
-
-    random_masking._tf_replica_id = lambda: None
+    masks = draw_twice(lambda: masking(tokens)[1])
+    paths = draw_twice(lambda: drop(ones, training=True))
+    # one device on the global batch (both replicas' samples), from the same seeds
+    single_masking, single_drop = RandomMasking(0.75, seed=0), DropPath(0.5, seed=0)
+    single_masks = [single_masking(np.ones((4, 16, 4), "float32"))[1].numpy().tolist() for _ in range(2)]
+    single_paths = [single_drop(np.ones((16, 3), "float32"), training=True).numpy().tolist()
+                    for _ in range(2)]
+    # every replica on the one-replica path, to show what the slices prevent
+    replica_random.tf_replicas = lambda: None
     with distribute.scope(strategy):
         plain = RandomMasking(0.75, seed=0)
-    unfolded = draw_twice(tf.function(lambda: strategy.run(lambda: plain(tokens)[1])))
-    return dict(replicas=strategy.num_replicas_in_sync, masks=masks, unfolded_masks=unfolded)
+    unsliced = draw_twice(lambda: plain(tokens)[1])
+    return dict(replicas=strategy.num_replicas_in_sync, masks=masks, single_masks=single_masks,
+                paths=paths, single_paths=single_paths, unsliced_masks=unsliced)
 
 
 def tf_step():
@@ -141,7 +145,7 @@ def tf_step():
 def tf_mirrored():
     two_logical_cpus()
     step = tf_step()
-    report(**{**step, **tf_masks()})  # masks last: it disables the fold-in for its second draw
+    report(**{**step, **tf_masks()})  # masks last: it disables the slices for its second draw
 
 
 def jax_step():

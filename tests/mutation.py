@@ -12,16 +12,20 @@ once, and runs no framework op (a process whose TensorFlow or JAX threads
 have run may not survive a fork); each mutant runs in a child forked from it: the mutated module is
 compiled and its changed function's code (or the changed constant) is put
 into the live objects, so every caller sees it, then the mapped test files
-run with `pytest -x`. Code that runs only in the subprocesses of a test
-(the multi-replica workers of `tests/test_distribute.py`, the recipes in
-`tests/test_interruption.py`) is out of reach: its mutants survive here. A mutant is killed when a test fails (or it runs past
-the time limit); it survives when they all pass. `EQUIVALENT` lists the
-mutants no input can tell from the original code, each with its reason.
+run with `pytest -x`. For a module in `ON_DISK`, whose tests run its code in
+subprocesses too (the multi-replica workers of `tests/test_distribute.py`),
+the child also writes the mutated module into a copy of the project and runs
+the tests from there, so the subprocesses import the mutant; each child has
+its own process group, killed with it. A mutant is killed when a test fails
+(or it runs past the time limit); it survives when they all pass. `EQUIVALENT`
+lists the mutants no input can tell from the original code, each with its
+reason. Each module runs on one backend: torch (the fastest), or the one in
+`BACKENDS` where its code runs only there.
 
 Usage:
 
-    KERAS_BACKEND=torch .venv/bin/python tests/mutation.py keras_mae/knn.py [--tests tests/test_knn.py]
-        [--json OUT] [--list] [--timeout-factor 3]
+    .venv/bin/python tests/mutation.py keras_mae/knn.py [--tests tests/test_knn.py]
+        [--backend torch] [--json OUT] [--list] [--timeout-factor 3]
     bash tests/mutation.sh [MODULE ...]   # every module in `MODULES` when none is named
 
 Not part of `.ci/run`: a module takes minutes to tens of minutes.
@@ -32,8 +36,10 @@ import ast
 import importlib
 import json
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +55,9 @@ MODULES = {
     "keras_mae/layers/patch_embedding.py": ["tests/test_layers.py"],
     "keras_mae/layers/position_embedding.py": ["tests/test_layers.py"],
     "keras_mae/layers/random_masking.py": ["tests/test_layers.py", "tests/test_properties.py"],
+    "keras_mae/layers/replica_random.py": [
+        "tests/test_layers.py", "-k", "noise or drop_path or mirrored_replicas",
+        "tests/test_distribute.py::test_mirrored_replicas_draw_their_part_of_one_devices_masks_and_paths"],
     "keras_mae/layers/attention.py": ["tests/test_layers.py"],
     "keras_mae/layers/transformer_block.py": ["tests/test_layers.py", "tests/test_properties.py"],
     "keras_mae/layers/token_dense.py": ["tests/test_layers.py"],
@@ -67,6 +76,16 @@ MODULES = {
     "keras_mae/models/vit_encoder.py": ["tests/test_masked_autoencoder.py", "tests/test_backbone.py"],
     "keras_mae/models/classifier.py": ["tests/test_classifier.py"],
 }
+
+# modules whose code is reached only on another backend than torch (the default)
+BACKENDS = {
+    "keras_mae/layers/replica_random.py": "tensorflow",  # the tf.distribute replicas' slices
+}
+
+# modules whose tests run their code in subprocesses: the mutant is also written to a copy of the
+# project that the tests (and so their subprocesses) run from
+ON_DISK = {"keras_mae/layers/replica_random.py"}
+OVERLAY = ("keras_mae", "tests", "recipes", "benchmarks", "pyproject.toml")
 
 # (module, line, mutation) -> why no input can tell the mutant from the original
 EQUIVALENT = {
@@ -266,13 +285,43 @@ def apply_mutant(module, source, index, kind):
     return line
 
 
-def run_child(module, source, site, tests, timeout):
-    """Forks; the child applies `site` (None: no mutant) and runs the tests. Returns (status, seconds)."""
+def write_overlay(folder, relative, text):
+    """Copies the project's code (`OVERLAY`) into `folder`, with `relative` replaced by `text` if given."""
+    for name in OVERLAY:
+        path = os.path.join(REPO_ROOT, name)
+        if os.path.isdir(path):
+            shutil.copytree(path, os.path.join(folder, name), ignore=shutil.ignore_patterns("*.egg-info"))
+        elif os.path.exists(path):
+            shutil.copy2(path, os.path.join(folder, name))
+    if text is not None:
+        with open(os.path.join(folder, relative), "w") as f:
+            f.write(text)
+
+
+def _run_from(folder):
+    """Makes pytest import the test files of `folder`, not the ones this process imported."""
+    tests_dir = os.path.join(REPO_ROOT, "tests")
+    for name, loaded in list(sys.modules.items()):
+        path = getattr(loaded, "__file__", None)
+        if path and os.path.abspath(path).startswith(tests_dir + os.sep):
+            del sys.modules[name]
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p) != tests_dir]
+    os.chdir(folder)
+
+
+def run_child(module, source, site, tests, timeout, on_disk=None):
+    """Forks; the child applies `site` (None: no mutant) and runs the tests. Returns (status, seconds).
+
+    With `on_disk` (the module's path in the project) the tests run from a copy of the project
+    holding the mutated file, so that their subprocesses run the mutant too.
+    """
     start = time.perf_counter()
+    folder = tempfile.mkdtemp(prefix="mutant-") if on_disk else None
     pid = os.fork()
     if pid == 0:
         code = 3
         try:
+            os.setpgid(0, 0)  # its own process group: the tests' subprocesses go with it
             if sys.platform.startswith("linux"):  # die with the parent
                 import ctypes
 
@@ -280,14 +329,35 @@ def run_child(module, source, site, tests, timeout):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, 1)
             os.dup2(devnull, 2)
+            rootdir = REPO_ROOT
             if site is not None:
                 apply_mutant(module, source, site[0], site[1])
+            if folder is not None:
+                text = None if site is None else ast.unparse(mutated_tree(source, site[0], site[1])[0])
+                write_overlay(folder, on_disk, text)
+                _run_from(folder)
+                tests = [folder + t[len(REPO_ROOT):] if t.startswith(REPO_ROOT + os.sep) else t
+                         for t in tests]
+                rootdir = folder
             import pytest
 
-            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--rootdir", REPO_ROOT] + tests)
+            code = pytest.main(["-x", "-q", "-p", "no:cacheprovider", "--rootdir", rootdir] + tests)
         except BaseException:
             code = 4
         os._exit(int(code))
+    try:
+        return _wait(pid, start, timeout)
+    finally:
+        try:  # whatever the tests left running
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait(pid, start, timeout):
+    """Waits for the child `pid` (killed past `timeout` s); returns (status, seconds)."""
     deadline = start + timeout
     while True:
         done, status = os.waitpid(pid, os.WNOHANG)
@@ -295,7 +365,7 @@ def run_child(module, source, site, tests, timeout):
             code = os.waitstatus_to_exitcode(status)
             break
         if time.perf_counter() > deadline:
-            os.kill(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
             return "timeout", time.perf_counter() - start
         time.sleep(0.05)
@@ -311,12 +381,13 @@ def table(folder, write_results=None):
     """The table of a folder of `--json` results: one row per module, then the surviving mutants."""
     runs = [json.load(open(os.path.join(folder, name))) for name in sorted(os.listdir(folder))
             if name.endswith(".json")]
-    rows = ["| module | mutants | killed | equivalent | survived | not applied | killed of the rest "
-            "| time, s |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| module | backend | mutants | killed | equivalent | survived | not applied "
+            "| killed of the rest | time, s |", "|---|---|---|---|---|---|---|---|---|"]
     survivors = []
     for run in sorted(runs, key=lambda run: run["module"]):
         c = run["counts"]
-        rows.append(f"| `{run['module']}` | {len(run['results'])} | {c['killed'] + c['timeout']} | "
+        rows.append(f"| `{run['module']}` | {run.get('backend', '?')} | {len(run['results'])} | "
+                    f"{c['killed'] + c['timeout']} | "
                     f"{c['equivalent']} | {c['survived']} | {c['not applied']} | "
                     f"{100 * run['score']:.1f}% | {run['seconds']:.0f} |")
         survivors += [f"- `{run['module']}:{r['line']}` {r['mutation']}: `{r['code']}`"
@@ -333,8 +404,7 @@ def table(folder, write_results=None):
         sys.path.insert(0, REPO_ROOT)
         from benchmarks.results import RESULTS, write_section
 
-        backend = runs[0].get("backend", "?") if runs else "?"
-        write_section("mutation", f"Mutation testing ({backend} backend, `tests/mutation.py`)", text,
+        write_section("mutation", "Mutation testing (`tests/mutation.py`)", text,
                       path=write_results or RESULTS)
     return 0
 
@@ -347,6 +417,8 @@ def main(argv=None):
     parser.add_argument("--write-results", nargs="?", const="", default=None, metavar="PATH",
                         help="with --table: write it into benchmarks/RESULTS.md (or PATH)")
     parser.add_argument("--tests", default=None, help="comma-separated test files (default: MODULES')")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"), default=None,
+                        help="the Keras backend (default: the module's in BACKENDS, else torch)")
     parser.add_argument("--json", default=None, help="write every mutant's result here")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--timeout-factor", type=float, default=3.0,
@@ -376,6 +448,7 @@ def main(argv=None):
         print(f"{len(described)} mutants")
         return 0
 
+    os.environ["KERAS_BACKEND"] = args.backend or BACKENDS.get(relative, "torch")
     sys.path[:0] = [REPO_ROOT, os.path.join(REPO_ROOT, "tests")]
     os.chdir(REPO_ROOT)
     import keras  # noqa: F401  (imported once, before the forks)
@@ -383,7 +456,8 @@ def main(argv=None):
     import conftest  # noqa: F401  (the tests' shared imports)
     module = importlib.import_module(relative[:-3].replace("/", "."))
     tests = [os.path.join(REPO_ROOT, t) if t.startswith("tests/") else t for t in tests]
-    status, baseline = run_child(module, source, None, tests, timeout=3600)
+    on_disk = relative if relative in ON_DISK else None
+    status, baseline = run_child(module, source, None, tests, timeout=3600, on_disk=on_disk)
     if status != "survived":
         print(f"the tests fail without a mutant ({status}); fix them first", file=sys.stderr)
         return 2
@@ -395,7 +469,7 @@ def main(argv=None):
         if (relative, lines[line - 1].strip(), text) in EQUIVALENT:
             status, seconds = "equivalent", 0.0
         else:
-            status, seconds = run_child(module, source, (index, kind), tests, timeout)
+            status, seconds = run_child(module, source, (index, kind), tests, timeout, on_disk)
         results.append({"line": line, "mutation": text, "code": lines[line - 1].strip(),
                         "status": status, "seconds": round(seconds, 2)})
         if status in ("survived", "not applied"):

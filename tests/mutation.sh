@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Mutation testing of the modules named (default: every module mapped in tests/mutation.py),
 # one after the other on one backend, then the table into benchmarks/RESULTS.md.
-# Usage: bash tests/mutation.sh [MODULE ...]    (KERAS_BACKEND: torch unless set; OUT: the JSON folder)
+# Usage: bash tests/mutation.sh [MODULE ...]    (OUT: the JSON folder; each module's backend: tests/mutation.py)
 set -u
 cd "$(dirname "$0")/.."
 python=${PYTHON:-.venv/bin/python}
@@ -11,7 +11,7 @@ if [ $# -eq 0 ]; then
   set -- $("$python" -c "import sys; sys.path.insert(0, 'tests'); import mutation; print(' '.join(mutation.MODULES))")
 fi
 for module in "$@"; do
-  KERAS_BACKEND=${KERAS_BACKEND:-torch} "$python" tests/mutation.py "$module" \
+  "$python" tests/mutation.py "$module" \
     --json "$out/$(echo "$module" | tr '/' '_').json"
 done
 "$python" tests/mutation.py --table "$out" --write-results

@@ -136,17 +136,21 @@ def tf_mirrored(tmp_path_factory):
 
 
 @tensorflow_only
-def test_mirrored_replicas_draw_different_masks(tf_mirrored):
+def test_mirrored_replicas_draw_their_part_of_one_devices_masks_and_paths(tf_mirrored):
     assert tf_mirrored["replicas"] == 2
-    first, second = (np.array(step) for step in tf_mirrored["masks"])  # (replica, B, L) per draw
-    for masks in (first, second):
-        assert masks.shape == (2, 2, 16) and (masks.sum(-1) == 12).all()
-        # identical tokens on both replicas, yet different masks
-        assert not np.array_equal(masks[0], masks[1])
-    assert not np.array_equal(first, second)  # the generator advances between steps
-    # without the replica fold-in both replicas would mask the same patches
-    for masks in np.array(tf_mirrored["unfolded_masks"]):
-        assert np.array_equal(masks[0], masks[1])
+    masks, paths = np.array(tf_mirrored["masks"]), np.array(tf_mirrored["paths"])  # (draw, replica, B, ...)
+    assert masks.shape == (2, 2, 2, 16) and (masks.sum(-1) == 12).all()
+    for draw in masks:  # identical tokens on both replicas, yet different masks
+        assert not np.array_equal(draw[0], draw[1])
+    assert not np.array_equal(masks[0], masks[1])  # the generator advances between steps
+    # together the replicas draw what one device draws for the global batch from the same seed
+    np.testing.assert_array_equal(masks.reshape(2, 4, 16), tf_mirrored["single_masks"])
+    assert paths.shape == (2, 2, 8, 3) and set(np.unique(paths)) == {0.0, 2.0}
+    assert not np.array_equal(paths[0, 0], paths[0, 1])
+    np.testing.assert_array_equal(paths.reshape(2, 16, 3), tf_mirrored["single_paths"])
+    # on the one-replica path both replicas would mask the same patches
+    for draw in np.array(tf_mirrored["unsliced_masks"]):
+        assert np.array_equal(draw[0], draw[1])
 
 
 @tensorflow_only
@@ -396,12 +400,13 @@ TWO_DEVICES = {"tensorflow": "mirrored", "jax": "data_parallel"}
 @pytest.mark.skipif(BACKEND not in TWO_DEVICES, reason="TensorFlow or JAX strategies")
 @pytest.mark.parametrize("accumulated", [False, True])
 def test_finetune_epoch_on_two_devices_or_accumulated_equals_one_device(tmp_path, accumulated):
-    """One epoch (2 steps of 16: mixup/cutmix per 8, RandAugment, erasing) on 2 replicas, or as
-    4 accumulated steps of 8, ends where one device with batch 16 ends."""
+    """One epoch (2 steps of 16: mixup/cutmix per 8, RandAugment, erasing) on 2 replicas (drop
+    path 0.1: each replica draws its part of the global batch's paths), or as 4 accumulated steps
+    of 8 (no drop path: each draws its own), ends where one device with batch 16 ends."""
     files = classify_inputs(tmp_path)
     common = ["--config", "digits", "--encoder", files["encoder"], "--dataset", files["train"],
               "--eval-dataset", files["eval"], "--epochs", "1", "--warmup-epochs", "0.5",
-              "--drop-path-rate", "0", "--mixup", "0.8", "--cutmix", "1.0",
+              "--drop-path-rate", "0" if accumulated else "0.1", "--mixup", "0.8", "--cutmix", "1.0",
               "--mix-group-size", "8", "--rand-augment-ops", "2", "--erasing-prob", "0.25",
               "--base-lr", "0.05", "--jit-compile", "false"]
     single = str(tmp_path / "single")

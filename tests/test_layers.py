@@ -74,6 +74,25 @@ def test_random_masking_seeded_determinism():
     assert len({tuple(row) for row in first}) > 1, "each sample draws its own mask"
 
 
+def test_random_masking_noise_on_one_replica_is_keras_uniform_from_the_layers_seed():
+    def expected_draws(count):
+        generator = keras.random.SeedGenerator(5)
+        return [to_numpy(keras.random.uniform((3, 8), seed=generator)) for _ in range(count)]
+
+    layer = layers.RandomMasking(0.5, seed=5)
+    drawn = [to_numpy(layer.draw_noise(3, 8)) for _ in range(2)]  # the generator advances
+    np.testing.assert_array_equal(drawn, expected_draws(2))
+    if keras.backend.backend() == "tensorflow":  # a one-replica strategy takes the same path
+        import tensorflow as tf
+
+        strategy = tf.distribute.OneDeviceStrategy("/cpu:0")
+        with strategy.scope():
+            layer = layers.RandomMasking(0.5, seed=5)
+            cross_replica = to_numpy(layer.draw_noise(3, 8))
+        in_replica = to_numpy(strategy.run(lambda: layer.draw_noise(3, 8)))
+        np.testing.assert_array_equal([cross_replica, in_replica], expected_draws(2))
+
+
 @pytest.mark.parametrize("ratio", [-0.1, 1.0, 1.5, "0.5"])
 def test_random_masking_rejects_ratio(ratio):
     with pytest.raises(ValueError, match="mask_ratio"):

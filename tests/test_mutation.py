@@ -4,10 +4,12 @@ that a forked child's tests kill a mutant or let it survive."""
 import ast
 import importlib
 import json
+import os
 import pathlib
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -122,6 +124,75 @@ def test_a_forked_childs_tests_kill_a_mutant_or_let_it_survive(demo):
     assert report["after"] == [5, 4]
 
 
+_RUN_ON_DISK = """
+import importlib, json, os, sys
+folder = sys.argv[1]
+sys.path[:0] = [folder, sys.argv[2]]
+import mutation, test_mutation
+mutation.REPO_ROOT, mutation.OVERLAY = folder, ("mut_demo.py", "tests")
+module = importlib.import_module("mut_demo")
+tests = [os.path.join(folder, "tests", "test_sub.py")]
+add = test_mutation._site("Add -> Sub", "return a + b")
+statuses = [mutation.run_child(module, test_mutation.SOURCE, site, tests, 120, on_disk)[0]
+            for site, on_disk in [(None, "mut_demo.py"), (add, None), (add, "mut_demo.py")]]
+hang = [os.path.join(folder, "tests", "test_hang.py")]
+statuses.append(mutation.run_child(module, test_mutation.SOURCE, None, hang, 10, "mut_demo.py")[0])
+print(json.dumps({"statuses": statuses}))
+"""
+
+_SUBPROCESS_TEST = """
+import os, subprocess, sys
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+def test_add_in_a_subprocess():
+    code = "import sys; sys.path.insert(0, sys.argv[1]); from mut_demo import add; assert add(2, 3) == 5"
+    subprocess.run([sys.executable, "-c", code, ROOT], check=True)
+"""
+
+_HANGING_TEST = """
+import os, subprocess, time
+
+def test_hangs_with_a_child():
+    child = subprocess.Popen(["sleep", "600"])
+    with open(os.path.join(os.environ["TMPDIR"], "grandchild.pid"), "w") as f:
+        f.write(str(child.pid))
+    time.sleep(600)
+"""
+
+
+def test_on_disk_mutants_reach_the_tests_subprocesses_and_a_timeout_kills_the_whole_group(demo, tmp_path):
+    _, _, folder = demo
+    (folder / "tests").mkdir()
+    (folder / "tests" / "test_sub.py").write_text(_SUBPROCESS_TEST)
+    (folder / "tests" / "test_hang.py").write_text(_HANGING_TEST)
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    out = subprocess.run([sys.executable, "-c", _RUN_ON_DISK, str(folder), str(pathlib.Path(__file__).parent)],
+                         capture_output=True, text=True, timeout=600, env=dict(os.environ, TMPDIR=str(temp)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    statuses = json.loads(out.stdout.strip().splitlines()[-1])["statuses"]
+    # clean copy: passes; the mutant in memory only: the subprocess runs the original file and it
+    # survives; written into the copy as well: the subprocess imports it and it is killed
+    assert statuses[:3] == ["survived", "survived", "killed"]
+    # past its time limit the child is killed, and the process it started with it
+    assert statuses[3] == "timeout"
+    grandchild = int((temp / "grandchild.pid").read_text())
+    deadline = time.time() + 10
+    while os.path.exists(f"/proc/{grandchild}") and "Z" not in _state(grandchild) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not os.path.exists(f"/proc/{grandchild}") or "Z" in _state(grandchild)
+    # each copy of the project is removed after its child
+    assert [p.name for p in temp.iterdir() if p.name.startswith("mutant-")] == []
+
+
+def _state(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
 def test_table_counts_and_lists_the_survivors(tmp_path, capsys):
     results = [{"line": 3, "mutation": "Add -> Sub", "code": "a + b", "status": "killed"},
                {"line": 4, "mutation": "2 -> 3", "code": "SCALE = 2", "status": "survived"}]
@@ -132,7 +203,7 @@ def test_table_counts_and_lists_the_survivors(tmp_path, capsys):
     path = tmp_path / "RESULTS.md"
     assert mutation.main(["--table", str(tmp_path), "--write-results", str(path)]) == 0
     text = path.read_text()
-    assert "| `keras_mae/demo.py` | 2 | 1 | 0 | 1 | 0 | 50.0% | 12 |" in text
+    assert "| `keras_mae/demo.py` | torch | 2 | 1 | 0 | 1 | 0 | 50.0% | 12 |" in text
     assert "- `keras_mae/demo.py:4` 2 -> 3: `SCALE = 2`" in text
 
 

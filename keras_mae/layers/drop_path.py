@@ -3,6 +3,8 @@
 import keras
 from keras import ops
 
+from keras_mae.layers.replica_random import batch_uniform
+
 
 @keras.saving.register_keras_serializable(package="keras_mae")
 class DropPath(keras.layers.Layer):
@@ -10,6 +12,8 @@ class DropPath(keras.layers.Layer):
 
     Kept samples are scaled by `1 / (1 - rate)`; at inference it is the
     identity (Huang et al., 2016, "Deep Networks with Stochastic Depth").
+    Under a `tf.distribute` strategy each replica draws its own samples'
+    paths (`replica_random.batch_uniform`).
 
     Args:
         rate: float in [0, 1).
@@ -41,7 +45,7 @@ class DropPath(keras.layers.Layer):
             return x
         shape = (ops.shape(x)[0],) + (1,) * (len(x.shape) - 1)
         keep = 1.0 - self.rate
-        draw = keras.random.uniform(shape, seed=self.seed_generator, dtype=x.dtype)
+        draw = batch_uniform(shape, self.seed_generator, x.dtype)
         return x * ops.floor(keep + draw) / keep
 
     def compute_output_shape(self, input_shape):

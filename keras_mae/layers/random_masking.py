@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_mae import ops as mae_ops
+from keras_mae.layers.replica_random import batch_uniform
 
 
 def validate_mask_ratio(mask_ratio, num_patches=None):
@@ -18,24 +19,6 @@ def validate_mask_ratio(mask_ratio, num_patches=None):
         )
 
 
-def _tf_replica_id():
-    """The replica id under a multi-replica `tf.distribute` strategy, else None.
-
-    TensorFlow is imported only on the TensorFlow backend, so the layer keeps
-    working where TensorFlow is not installed.
-    """
-    if keras.backend.backend() != "tensorflow":
-        return None
-    import tensorflow as tf
-
-    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
-        return None
-    context = tf.distribute.get_replica_context()
-    if context is None or context.num_replicas_in_sync <= 1:
-        return None
-    return context.replica_id_in_sync_group
-
-
 @keras.saving.register_keras_serializable(package="keras_mae")
 class RandomMasking(keras.layers.Layer):
     """Keeps a random subset of `int(L * (1 - mask_ratio))` tokens per sample.
@@ -45,10 +28,9 @@ class RandomMasking(keras.layers.Layer):
     inverse permutation, used by the decoder to put tokens back in place.
     The noise comes from a layer-owned `keras.random.SeedGenerator`, so the
     layer is traceable under `jit_compile`; an explicit `noise` makes it
-    deterministic. Under a `tf.distribute` strategy with several replicas,
-    every replica holds the same generator state, so the replica id is folded
-    into the seed: replicas draw different masks (on JAX the global batch is
-    drawn at once, so samples differ already).
+    deterministic. Under a `tf.distribute` strategy each replica draws its
+    own part of the global batch's noise (`replica_random.batch_uniform`):
+    replicas draw different masks, together those of one device.
 
     Args:
         mask_ratio: float in [0, 1), the fraction of tokens removed.
@@ -100,8 +82,9 @@ class RandomMasking(keras.layers.Layer):
     def draw_noise(self, batch, num_tokens):
         """Draws the masking noise from the layer's generator.
 
-        Under a multi-replica `tf.distribute` strategy the generator's seed is
-        folded with the replica id, so replicas draw different noise.
+        On one replica this is `keras.random.uniform((batch, num_tokens))`
+        from the layer's generator; under a `tf.distribute` strategy, this
+        replica's part of the global batch's draw (`batch_uniform`).
 
         Args:
             batch: int or scalar tensor, the batch size.
@@ -116,14 +99,7 @@ class RandomMasking(keras.layers.Layer):
         noise = RandomMasking(0.75, seed=0).draw_noise(2, 64)  # (2, 64)
         ```
         """
-        replica = _tf_replica_id()
-        if replica is None:
-            return keras.random.uniform((batch, num_tokens), seed=self.seed_generator)
-        import tensorflow as tf
-
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), "int32")
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(replica, "int32"))
-        return tf.random.stateless_uniform((batch, num_tokens), seed=seed, dtype="float32")
+        return batch_uniform((batch, num_tokens), self.seed_generator)
 
     def call(self, tokens, noise=None, mask_ratio=None):
         num_tokens = tokens.shape[1]
