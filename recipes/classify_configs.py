@@ -232,8 +232,11 @@ def finetune_cifar10_cpu():
     RUN/encoder.keras --dataset DIR/cifar10_train_0.npz,DIR/cifar10_train_1.npz
     --eval-dataset DIR/cifar10_test_1k.npz --output-dir F1` (`--encoder random
     --encoder-config RUN/config.json` for the same architecture untrained).
-    Time: not measured yet (6 epochs of 156 steps, sized from the 4.9-5.3 s a
-    step of the `cifar10_cpu_4k` run on a 2-core AMD EPYC). Result: not measured yet.
+    Time: 67 min 18 s on a 2-core AMD EPYC (TensorFlow, XLA; 6 epochs of 156
+    steps, 638-699 s an epoch and 5-10 s of evaluation).
+    Result: top-1 71.3% (top-5 97.8%; the best, epoch 6) on the 1,000 images of
+    cifar10_test_1k.npz, encoder of a 20-epoch `cifar10_cpu` pretraining run whose
+    linear probe scores 61.5%; the same architecture untrained: not measured yet.
     Settings for a short run, not yet compared with others: no mixup, cutmix,
     RandAugment or erasing (the paper's regularisers for 100 epochs), crops from 35%
     of the area, label smoothing 0.1, stochastic depth 0.1, layer decay 0.75,

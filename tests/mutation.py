@@ -94,6 +94,12 @@ EQUIVALENT = {
     ("keras_mae/layers/drop_path.py", "if not training or self.rate == 0.0:", "0.0 -> 1.0"):
         "at rate 0 the drawn path keeps every sample (floor(1 + u) = 1 for u in [0, 1)) and "
         "divides by 1: the same output, one unused random draw",
+    ("keras_mae/layers/transformer_block.py",
+     "self.fc2.build(tuple(input_shape[:-1]) + (self.mlp_hidden_dim,))", "drop USub"):
+        "fc2 (a Dense) builds its kernel from the last axis alone; the leading axes it is given are unused",
+    ("keras_mae/layers/transformer_block.py",
+     "self.fc2.build(tuple(input_shape[:-1]) + (self.mlp_hidden_dim,))", "1 -> 2"):
+        "fc2 (a Dense) builds its kernel from the last axis alone; the leading axes it is given are unused",
     ("keras_mae/optimizers/schedules.py", "if self.accumulation_steps > 1:", "Gt -> GtE"):
         "with one step per group, step - step mod 1 is the step",
     ("keras_mae/optimizers/schedules.py", "warmup_lr = peak_lr * step / max(warmup, 1.0)", "1.0 -> 1.5"):

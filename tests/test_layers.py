@@ -15,6 +15,8 @@ def test_patch_embedding_shape_and_init():
     limit = np.sqrt(6.0 / (48 + 24))
     assert np.abs(kernel).max() <= limit and np.abs(kernel).max() > 0.8 * limit
     np.testing.assert_array_equal(to_numpy(layer.projection.bias), 0.0)
+    assert tuple(layer.compute_output_shape((2, 16, 48))) == (2, 16, 24)
+    assert tuple(layer(keras.Input((16, 48))).shape) == (None, 16, 24)
 
 
 def test_position_embedding_is_fixed_table():
@@ -24,6 +26,11 @@ def test_position_embedding_is_fixed_table():
     from keras_mae.ops import sincos_2d_table
     np.testing.assert_allclose(out[1], sincos_2d_table(16, (2, 4))[1:], atol=1e-7)
     assert layer.trainable_weights == [] and len(layer.non_trainable_weights) == 1
+    np.testing.assert_array_equal(to_numpy(layer.cls_row), np.zeros((1, 1, 16)))  # the class token's row
+    table = np.random.RandomState(0).rand(9, 16).astype("float32")
+    layer.table.assign(table)
+    np.testing.assert_array_equal(to_numpy(layer.cls_row), table[:1][None])
+    np.testing.assert_allclose(to_numpy(layer(x)), x + table[1:], atol=1e-7)
 
 
 def test_random_masking_counts_restore_and_mask():
@@ -116,19 +123,52 @@ def test_transformer_block_residual():
     np.testing.assert_allclose(to_numpy(block(x)), x, atol=1e-6)
 
 
+def numpy_attention(layer, x, heads):
+    """Multi-head self-attention of `x` `(B, L, D)` with `layer`'s weights, in numpy."""
+    (b, length, width), dim = x.shape, x.shape[-1] // heads
+    wq, bq = (to_numpy(v) for v in layer.qkv.weights)
+    wo, bo = (to_numpy(v) for v in layer.proj.weights)
+    qkv = (x @ wq + bq).reshape(b, length, 3, heads, dim)
+    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
+    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dim)
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return (probs @ v).transpose(0, 2, 1, 3).reshape(b, length, width) @ wo + bo
+
+
 def test_attention_matches_numpy_reference():
     layer = layers.MultiHeadSelfAttention(8, 2)
     x = np.random.RandomState(0).rand(2, 3, 8).astype("float32")
     out = to_numpy(layer(x))
-    wq, bq = (to_numpy(v) for v in layer.qkv.weights)
-    wo, bo = (to_numpy(v) for v in layer.proj.weights)
-    qkv = (x @ wq + bq).reshape(2, 3, 3, 2, 4)
-    q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
-    logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(4)
-    probs = np.exp(logits - logits.max(-1, keepdims=True))
-    probs /= probs.sum(-1, keepdims=True)
-    expected = (probs @ v).transpose(0, 2, 1, 3).reshape(2, 3, 8) @ wo + bo
-    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, numpy_attention(layer, x, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_transformer_block_matches_numpy_pre_norm_reference():
+    # timm's Block as MAE builds it: x + attn(LN(x)), then x + fc2(GELU(fc1(LN(x)))); by default
+    # the MLP is 4x wide, GELU exact (erf) and LayerNorm's epsilon 1e-6
+    import math
+
+    block = layers.TransformerBlock(8, 2)
+    rng = np.random.RandomState(1)
+    x = (1e-3 * rng.randn(2, 3, 8)).astype("float32")  # a variance near epsilon: its value shows
+    block(x)
+    for weight in block.weights:
+        weight.assign((0.5 * rng.randn(*weight.shape)).astype("float32"))
+    assert tuple(block.fc1.weights[0].shape) == (8, 32)
+
+    def layer_norm(norm, v):
+        gamma, beta = to_numpy(norm.gamma), to_numpy(norm.beta)
+        v = v.astype("float64")
+        return (v - v.mean(-1, keepdims=True)) / np.sqrt(v.var(-1, keepdims=True) + 1e-6) * gamma + beta
+
+    def dense(layer, v):
+        kernel, bias = (to_numpy(w) for w in layer.weights)
+        return v @ kernel + bias
+
+    gelu = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))
+    h = x + numpy_attention(block.attention, layer_norm(block.norm1, x), 2)
+    expected = h + dense(block.fc2, gelu(dense(block.fc1, layer_norm(block.norm2, h))))
+    np.testing.assert_allclose(to_numpy(block(x, training=False)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_attention_rejects_heads_not_dividing_width():
