@@ -94,6 +94,16 @@ EQUIVALENT = {
     ("keras_mae/layers/drop_path.py", "if not training or self.rate == 0.0:", "0.0 -> 1.0"):
         "at rate 0 the drawn path keeps every sample (floor(1 + u) = 1 for u in [0, 1)) and "
         "divides by 1: the same output, one unused random draw",
+    ("keras_mae/layers/token_dense.py", "if len(inputs.shape) <= 2:", "LtE -> Lt"):
+        "a rank-2 input on the reshape path is reshaped to itself: the same product, the same output",
+    ("keras_mae/layers/token_dense.py", "if len(inputs.shape) <= 2:", "2 -> 3"):
+        "rank-3 inputs through `Dense.call` take the same products; only the kernel gradient's speed "
+        "differs (`benchmarks/train_throughput.py`)",
+    ("keras_mae/layers/token_dense.py", "if all(isinstance(d, int) and d > 0 for d in inner):", "0 -> 1"):
+        "inner axes of length 1 then take the `ops.shape` path: the same shape, read when the layer runs",
+    ("keras_mae/layers/token_dense.py", "return ops.reshape(outputs, (*leading, outputs.shape[-1]))",
+     "drop USub"):
+        "`outputs` is 2-D there, so its axis 1 is its last",
     ("keras_mae/layers/transformer_block.py",
      "self.fc2.build(tuple(input_shape[:-1]) + (self.mlp_hidden_dim,))", "drop USub"):
         "fc2 (a Dense) builds its kernel from the last axis alone; the leading axes it is given are unused",

@@ -256,6 +256,10 @@ def test_token_dense_equals_dense_on_every_rank():
     assert [w.path for w in tokens.weights] == [w.path for w in dense.weights] == ["fc/kernel", "fc/bias"]
     restored = TokenDense.from_config(tokens.get_config())
     assert type(restored) is TokenDense and restored.units == 6
+    # token sequences of any length: unknown when the model is built, and empty
+    assert tuple(tokens(keras.Input((None, 5))).shape) == (None, None, 6)
+    assert tuple(tokens(keras.Input((None, 4, 5))).shape) == (None, None, 4, 6)
+    assert tuple(tokens(np.zeros((2, 0, 5), "float32")).shape) == (2, 0, 6)
 
 
 def test_transformer_block_recomputes_norms_and_gelu_under_xla_with_the_same_training_step():
