@@ -123,9 +123,10 @@ def test_transformer_block_residual():
     np.testing.assert_allclose(to_numpy(block(x)), x, atol=1e-6)
 
 
-def numpy_attention(layer, x, heads):
-    """Multi-head self-attention of `x` `(B, L, D)` with `layer`'s weights, in numpy."""
-    (b, length, width), dim = x.shape, x.shape[-1] // heads
+def numpy_attention(layer, x):
+    """Multi-head self-attention of `x` `(B, L, D)` with `layer`'s weights and heads, in numpy."""
+    (b, length, width), heads = x.shape, layer.num_heads
+    dim = width // heads
     wq, bq = (to_numpy(v) for v in layer.qkv.weights)
     wo, bo = (to_numpy(v) for v in layer.proj.weights)
     qkv = (x @ wq + bq).reshape(b, length, 3, heads, dim)
@@ -140,7 +141,7 @@ def test_attention_matches_numpy_reference():
     layer = layers.MultiHeadSelfAttention(8, 2)
     x = np.random.RandomState(0).rand(2, 3, 8).astype("float32")
     out = to_numpy(layer(x))
-    np.testing.assert_allclose(out, numpy_attention(layer, x, 2), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(out, numpy_attention(layer, x), rtol=1e-5, atol=1e-5)
 
 
 def test_transformer_block_matches_numpy_pre_norm_reference():
@@ -166,7 +167,7 @@ def test_transformer_block_matches_numpy_pre_norm_reference():
         return v @ kernel + bias
 
     gelu = np.vectorize(lambda v: 0.5 * v * (1 + math.erf(v / math.sqrt(2))))
-    h = x + numpy_attention(block.attention, layer_norm(block.norm1, x), 2)
+    h = x + numpy_attention(block.attention, layer_norm(block.norm1, x))
     expected = h + dense(block.fc2, gelu(dense(block.fc1, layer_norm(block.norm2, h))))
     np.testing.assert_allclose(to_numpy(block(x, training=False)), expected, rtol=1e-4, atol=1e-5)
 
